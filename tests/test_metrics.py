@@ -213,6 +213,13 @@ def test_segmentation_metrics_applies_the_empty_rule_per_structure():
     assert math.isnan(result["b"]["hd95"])
 
 
+def test_segmentation_metrics_keeps_empty_rule_values_unscaled_in_mm():
+    empty = np.zeros((16, 16), dtype=np.uint8)
+    row = segmentation_metrics({"a": empty}, {"a": empty}, 0.5, empty_distance=-1.0)["a"]
+    assert row["hd95_mm"] == -1.0
+    assert row["mcd_mm"] == -1.0
+
+
 def test_segmentation_metrics_ignores_predictions_without_reference():
     a = square(16, 4, 4, 5)
     assert set(segmentation_metrics({"lungs": a, "heart": a}, {"lungs": a})) == {"lungs"}

@@ -379,7 +379,7 @@ def segmentation_metrics(
         hd, mcd = _distances(p, r, None, empty_distance, one_empty)
         row["hd95"], row["mcd"] = hd, mcd
         if sampling is not None:
-            if sampling[0] == sampling[1]:  # square pixels: mm are pixels times the spacing
+            if sampling[0] == sampling[1] and p.any() and r.any():  # square pixels: scale
                 row["hd95_mm"], row["mcd_mm"] = hd * sampling[0], mcd * sampling[0]
             else:
                 hd_mm, mcd_mm = _distances(p, r, sampling, empty_distance, one_empty)
