@@ -44,6 +44,7 @@ import numpy as np
 from scipy import ndimage
 
 __all__ = [
+    "binary_mask",
     "confusion",
     "dice",
     "dice_per_structure",
@@ -61,8 +62,17 @@ logger = logging.getLogger(__name__)
 _CROSS = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], dtype=np.uint8)
 
 
-def _binary(mask: np.ndarray, name: str) -> np.ndarray:
-    """Return ``mask != 0`` as a boolean (H, W) array, checking type and rank."""
+def binary_mask(mask: np.ndarray, name: str = "mask") -> np.ndarray:
+    """Check that ``mask`` is a 2-D array and return ``mask != 0`` as a boolean (H, W) array.
+
+    Args:
+        mask: Mask (H, W) of any numeric or boolean dtype.
+        name: How the error messages call the argument.
+
+    Raises:
+        TypeError: If ``mask`` is not a numpy array.
+        ValueError: If it is not 2-D.
+    """
     if not isinstance(mask, np.ndarray):
         raise TypeError(
             f"{name} must be a numpy array, got {type(mask).__name__}; "
@@ -77,7 +87,7 @@ def _binary(mask: np.ndarray, name: str) -> np.ndarray:
 
 
 def _pair(pred: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    p, r = _binary(pred, "pred"), _binary(ref, "ref")
+    p, r = binary_mask(pred, "pred"), binary_mask(ref, "ref")
     if p.shape != r.shape:
         raise ValueError(
             f"pred has shape {p.shape} but ref has shape {r.shape}; "
@@ -210,7 +220,7 @@ def mask_boundary(mask: np.ndarray) -> np.ndarray:
     Returns:
         Boolean array (H, W).
     """
-    m = np.ascontiguousarray(_binary(mask, "mask")).view(np.uint8)
+    m = np.ascontiguousarray(binary_mask(mask, "mask")).view(np.uint8)
     eroded = cv2.erode(m, _CROSS, borderType=cv2.BORDER_CONSTANT, borderValue=0)
     return (m != 0) & (eroded == 0)
 
@@ -372,7 +382,7 @@ def segmentation_metrics(
                 f"from reference shape {np.shape(ref)}; restore the prediction to "
                 "the image size first."
             )
-        p, r = _binary(pred, f"pred_masks[{name!r}]"), _binary(ref, f"ref_masks[{name!r}]")
+        p, r = binary_mask(pred, f"pred_masks[{name!r}]"), binary_mask(ref, f"ref_masks[{name!r}]")
         tp, fp, fn, _ = confusion(p, r)
         dice_score, jaccard_score = _overlap(tp, fp, fn, empty)
         row = {"dice": dice_score, "jaccard": jaccard_score}

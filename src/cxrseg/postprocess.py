@@ -33,7 +33,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from cxrseg.metrics import dice
+from cxrseg.metrics import binary_mask, dice
 
 __all__ = [
     "TWO_COMPONENT_NAMES",
@@ -57,17 +57,7 @@ TWO_COMPONENT_NAMES = frozenset({"lungs", "lung", "both_lungs", "foreground"})
 
 def _binary(mask: np.ndarray) -> np.ndarray:
     """Return the mask as a contiguous uint8 0/1 (H, W) array."""
-    if not isinstance(mask, np.ndarray):
-        raise TypeError(
-            f"mask must be a numpy array, got {type(mask).__name__}; "
-            "convert it with np.asarray(...)."
-        )
-    if mask.ndim != 2:
-        raise ValueError(
-            f"mask must be a 2-D (H, W) array, got shape {mask.shape}; "
-            "post-process one structure of one image at a time."
-        )
-    return np.ascontiguousarray(mask != 0, dtype=np.uint8)
+    return np.ascontiguousarray(binary_mask(mask), dtype=np.uint8)
 
 
 def _check_int(value: Any, name: str, minimum: int, hint: str) -> int:
