@@ -1,0 +1,142 @@
+"""Options picked from the data and the machine when the config leaves them out.
+
+Each ``pick_*`` function returns the value and a one-line reason, which ``cxrseg train``
+prints at the start:
+
+- ``size``: the median image size (longer side) rounded to a multiple of 32, at most 512;
+- ``mode``: ``"sigmoid"`` when structures overlap in any training case, else ``"softmax"``;
+- ``batch_size``: from free memory (CUDA) or available RAM (CPU), using a per-image estimate
+  of the U-Net's activation memory, capped (8 on CPU, where larger batches only cost steps;
+  64 on CUDA) and never above the number of training cases;
+- ``workers``: 0 on CPU (the augmentation of a few cached images is cheaper than feeding
+  worker processes, and the cores are busy with the convolutions); up to 8 on CUDA;
+- ``device``: CUDA when available.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import statistics
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from cxrseg.errors import InputError
+
+if TYPE_CHECKING:
+    from cxrseg.data import Case
+    from cxrseg.training.config import TrainConfig
+
+__all__ = [
+    "estimate_image_bytes",
+    "pick_batch_size",
+    "pick_device",
+    "pick_mode",
+    "pick_size",
+    "pick_workers",
+]
+
+logger = logging.getLogger(__name__)
+
+MAX_SIZE = 512
+CPU_BATCH_CAP = 8
+CUDA_BATCH_CAP = 64
+#: Activation tensors kept per pixel and base channel by a U-Net step (conv, norm and ReLU
+#: outputs of both blocks of every level, the decoder's concatenations and their gradients).
+_ACTIVATIONS_PER_PIXEL_CHANNEL = 40
+
+
+def pick_device(requested: str) -> torch.device:
+    """``"auto"`` -> CUDA if present, else CPU; ``"cuda"`` without CUDA is refused.
+
+    Raises:
+        InputError: CUDA was requested but torch sees no GPU.
+    """
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise InputError(
+            "--device cuda was requested but torch finds no CUDA GPU "
+            f"(torch {torch.__version__}, built with CUDA {torch.version.cuda}).",
+            hint="use --device cpu, or install a CUDA build of torch on a machine with a GPU.",
+        )
+    if requested == "auto":
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(requested)
+
+
+def pick_size(cases: Sequence[Case]) -> tuple[int, str]:
+    """Median longer side of the images, rounded to a multiple of 32, capped at 512."""
+    from cxrseg.io import read_image_info
+
+    infos = [read_image_info(case.image, pixel_range=False) for case in cases]
+    sides = [max(info.height, info.width) for info in infos]
+    median = statistics.median(sides)
+    size = int(min(MAX_SIZE, max(32, round(median / 32) * 32)))
+    return size, f"median image size {median:g} px, rounded to a multiple of 32, capped at 512"
+
+
+def pick_mode(masks: np.ndarray) -> tuple[str, str]:
+    """Softmax unless structures overlap.
+
+    Args:
+        masks: (N, K, H, W) masks of the training cases.
+    """
+    from cxrseg.losses import infer_mode
+
+    mode = infer_mode(list(masks))
+    why = "structures overlap" if mode == "sigmoid" else "structures never overlap"
+    return mode, f"{why} in the training masks"
+
+
+def estimate_image_bytes(size: int, model_kwargs: dict[str, Any], half: bool = False) -> int:
+    """Rough training memory per image of a U-Net at ``size`` x ``size`` pixels."""
+    base = int(model_kwargs.get("base_channels", 32))
+    per_value = 2 if half else 4
+    return size * size * base * _ACTIVATIONS_PER_PIXEL_CHANNEL * per_value
+
+
+def pick_batch_size(
+    config: TrainConfig, size: int, device: torch.device, train_cases: int
+) -> tuple[int, str]:
+    """Largest power of two whose estimated memory fits in half the free memory."""
+    half = device.type == "cuda" and config.amp
+    per_image = estimate_image_bytes(size, config.model_kwargs, half=half)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        cap, where = CUDA_BATCH_CAP, f"{free / 2**30:.1f} GiB free on the GPU"
+    else:
+        free = _available_ram()
+        cap, where = CPU_BATCH_CAP, f"{free / 2**30:.1f} GiB RAM available"
+    fits = max(1, int(free * 0.5 // per_image))
+    limit = max(1, min(fits, cap, train_cases))
+    batch = 1 << (limit.bit_length() - 1)
+    reason = (
+        f"{where}, about {per_image / 2**20:.0f} MiB per image; capped at {cap}"
+        + (f" and {train_cases} training cases" if train_cases < cap else "")
+    )
+    return batch, reason
+
+
+def _available_ram() -> int:
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 4 * 2**30
+
+
+def pick_workers(device: torch.device) -> tuple[int, str]:
+    """Data-loader worker count for the device (the results never depend on it)."""
+    if device.type == "cpu":
+        return 0, "on CPU the main process augments while the cores run the model"
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    workers = max(0, min(8, (cpus or 1) - 1))
+    return workers, f"{cpus} CPU cores, one kept for the main process"
