@@ -1,0 +1,300 @@
+"""Intensity transforms: brightness, contrast, gamma, Gaussian noise, blur, local contrast.
+
+They act on the image only, as float32 in [0, 1], and clip their result to [0, 1]. Each has a
+NumPy form (:meth:`apply`, one image (H, W) or (H, W, C)) and a torch form (:meth:`apply_torch`,
+a batch (N, C, H, W) with one parameter dict per sample) that give the same numbers up to
+float rounding. Noise fields are drawn on the CPU from a seed stored in the parameters, so both
+forms add the same noise.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+import cv2
+import numpy as np
+
+from cxrseg.augment.base import Params, RandomTransform, check_number, check_range
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "Blur",
+    "Brightness",
+    "Contrast",
+    "Gamma",
+    "GaussianNoise",
+    "IntensityTransform",
+    "LocalContrast",
+    "gaussian_kernel",
+]
+
+
+def gaussian_kernel(sigma: float, length: int) -> np.ndarray:
+    """Normalised 1-D Gaussian kernel of radius ``ceil(3 sigma)``, capped to fit ``length - 1``.
+
+    Returns:
+        float32 (2 r + 1,), summing to 1.
+    """
+    radius = max(0, min(math.ceil(3.0 * sigma), length - 1))
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    kernel = np.exp(-0.5 * (x / max(sigma, 1e-12)) ** 2)
+    return (kernel / kernel.sum()).astype(np.float32)
+
+
+def _blur(image: np.ndarray, sigma: float) -> np.ndarray:
+    """Separable Gaussian blur with mirrored borders (``cv2.BORDER_REFLECT_101``)."""
+    ky = gaussian_kernel(sigma, image.shape[0])
+    kx = gaussian_kernel(sigma, image.shape[1])
+    return cv2.sepFilter2D(image, -1, kx, ky, borderType=cv2.BORDER_REFLECT_101)
+
+
+def _blur_torch(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    """:func:`_blur` for (N, C, H, W); torch's ``reflect`` padding is OpenCV's REFLECT_101."""
+    import torch
+    import torch.nn.functional as TF
+
+    n, c, h, w = images.shape
+    out = images.reshape(n * c, 1, h, w)
+    for axis, length in ((2, h), (3, w)):
+        k = torch.from_numpy(gaussian_kernel(sigma, length)).to(images.device, images.dtype)
+        r = (k.numel() - 1) // 2
+        if r == 0:
+            continue
+        pad = (0, 0, r, r) if axis == 2 else (r, r, 0, 0)
+        shape = (1, 1, -1, 1) if axis == 2 else (1, 1, 1, -1)
+        out = TF.conv2d(TF.pad(out, pad, mode="reflect"), k.reshape(shape))
+    return out.reshape(n, c, h, w)
+
+
+def _per_sample(params: list[Params], key: str, neutral: float, like: torch.Tensor) -> torch.Tensor:
+    """One value per sample, (N, 1, 1, 1): ``params[key]`` where applied, else ``neutral``."""
+    import torch
+
+    values = [float(p[key]) if p["applied"] else neutral for p in params]
+    return torch.tensor(values, dtype=like.dtype, device=like.device).reshape(-1, 1, 1, 1)
+
+
+@dataclass(frozen=True)
+class IntensityTransform(RandomTransform):
+    """Base of the image-only transforms."""
+
+    spatial: ClassVar[bool] = False
+
+    def apply(self, image: np.ndarray, params: Params) -> np.ndarray:
+        """Transform one float32 image in [0, 1], (H, W) or (H, W, C), for an applied sample."""
+        raise NotImplementedError
+
+    def apply_torch(self, images: torch.Tensor, params: list[Params]) -> torch.Tensor:
+        """Transform a float batch (N, C, H, W); ``params[i]`` belongs to ``images[i]``.
+
+        The default runs the per-sample torch code of :meth:`apply_one_torch` on the applied
+        samples; element-wise transforms override it with one vectorised expression.
+        """
+        out = images.clone()
+        for i, p in enumerate(params):
+            if p["applied"]:
+                out[i : i + 1] = self.apply_one_torch(images[i : i + 1], p)
+        return out
+
+    def apply_one_torch(self, image: torch.Tensor, params: Params) -> torch.Tensor:
+        """Transform one sample (1, C, H, W) in torch (subclasses without a vectorised form)."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class _Factor(IntensityTransform):
+    """A factor drawn uniformly from ``[min_factor, max_factor]``."""
+
+    min_factor: float = 0.8
+    max_factor: float = 1.2
+
+    def validate(self) -> None:
+        lo, hi = check_range(
+            self.name,
+            "min_factor",
+            self.min_factor,
+            "max_factor",
+            self.max_factor,
+            minimum=0.0,
+            strict=True,
+        )
+        self.set_field("min_factor", lo)
+        self.set_field("max_factor", hi)
+
+    def draw(self, rng: np.random.Generator, height: int, width: int) -> Params:
+        return {"factor": rng.uniform(self.min_factor, self.max_factor)}
+
+
+@dataclass(frozen=True)
+class Brightness(_Factor):
+    """Multiply intensities by ``factor`` (Augmentor's ``random_brightness``)."""
+
+    name: ClassVar[str] = "brightness"
+
+    def apply(self, image: np.ndarray, params: Params) -> np.ndarray:
+        return np.clip(image * np.float32(params["factor"]), 0.0, 1.0)
+
+    def apply_torch(self, images: torch.Tensor, params: list[Params]) -> torch.Tensor:
+        return (images * _per_sample(params, "factor", 1.0, images)).clamp(0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class Contrast(_Factor):
+    """Stretch intensities about the image mean by ``factor`` (Augmentor's ``random_contrast``)."""
+
+    name: ClassVar[str] = "contrast"
+
+    def apply(self, image: np.ndarray, params: Params) -> np.ndarray:
+        mean = np.float32(image.mean(dtype=np.float64))
+        return np.clip(mean + (image - mean) * np.float32(params["factor"]), 0.0, 1.0)
+
+    def apply_torch(self, images: torch.Tensor, params: list[Params]) -> torch.Tensor:
+        mean = images.double().mean(dim=(1, 2, 3), keepdim=True).to(images.dtype)
+        factor = _per_sample(params, "factor", 1.0, images)
+        return (mean + (images - mean) * factor).clamp(0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class Gamma(IntensityTransform):
+    """Raise intensities to the power ``gamma``, uniform in ``[min_gamma, max_gamma]``."""
+
+    name: ClassVar[str] = "gamma"
+    min_gamma: float = 0.7
+    max_gamma: float = 1.5
+
+    def validate(self) -> None:
+        lo, hi = check_range(
+            self.name,
+            "min_gamma",
+            self.min_gamma,
+            "max_gamma",
+            self.max_gamma,
+            minimum=0.0,
+            strict=True,
+        )
+        self.set_field("min_gamma", lo)
+        self.set_field("max_gamma", hi)
+
+    def draw(self, rng: np.random.Generator, height: int, width: int) -> Params:
+        return {"gamma": rng.uniform(self.min_gamma, self.max_gamma)}
+
+    def apply(self, image: np.ndarray, params: Params) -> np.ndarray:
+        return np.power(np.clip(image, 0.0, 1.0), np.float32(params["gamma"]))
+
+    def apply_torch(self, images: torch.Tensor, params: list[Params]) -> torch.Tensor:
+        return images.clamp(0.0, 1.0).pow(_per_sample(params, "gamma", 1.0, images))
+
+
+@dataclass(frozen=True)
+class GaussianNoise(IntensityTransform):
+    """Add N(0, std) noise per pixel, ``std`` uniform in ``[min_std, max_std]``."""
+
+    name: ClassVar[str] = "gaussian_noise"
+    min_std: float = 0.0
+    max_std: float = 0.03
+
+    def validate(self) -> None:
+        lo, hi = check_range(
+            self.name, "min_std", self.min_std, "max_std", self.max_std, minimum=0.0
+        )
+        self.set_field("min_std", lo)
+        self.set_field("max_std", hi)
+
+    def draw(self, rng: np.random.Generator, height: int, width: int) -> Params:
+        return {"std": rng.uniform(self.min_std, self.max_std), "seed": int(rng.integers(2**31))}
+
+    @staticmethod
+    def noise(params: Params, channels: int, height: int, width: int) -> np.ndarray:
+        """The sample's noise field, float32 (C, H, W), the same for both backends."""
+        rng = np.random.default_rng(params["seed"])
+        field = rng.standard_normal((channels, height, width), dtype=np.float32)
+        return field * np.float32(params["std"])
+
+    def apply(self, image: np.ndarray, params: Params) -> np.ndarray:
+        channels = image.shape[2] if image.ndim == 3 else 1
+        field = self.noise(params, channels, image.shape[0], image.shape[1])
+        field = np.moveaxis(field, 0, -1) if image.ndim == 3 else field[0]
+        return np.clip(image + field, 0.0, 1.0)
+
+    def apply_one_torch(self, image: torch.Tensor, params: Params) -> torch.Tensor:
+        import torch
+
+        field = torch.from_numpy(self.noise(params, *image.shape[1:]))
+        return (image + field.to(image.device, image.dtype)).clamp(0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class Blur(IntensityTransform):
+    """Gaussian blur, ``sigma`` (pixels) uniform in ``[min_sigma, max_sigma]``."""
+
+    name: ClassVar[str] = "blur"
+    min_sigma: float = 0.5
+    max_sigma: float = 1.5
+
+    def validate(self) -> None:
+        lo, hi = check_range(
+            self.name,
+            "min_sigma",
+            self.min_sigma,
+            "max_sigma",
+            self.max_sigma,
+            minimum=0.0,
+            strict=True,
+        )
+        self.set_field("min_sigma", lo)
+        self.set_field("max_sigma", hi)
+
+    def draw(self, rng: np.random.Generator, height: int, width: int) -> Params:
+        return {"sigma": rng.uniform(self.min_sigma, self.max_sigma)}
+
+    def apply(self, image: np.ndarray, params: Params) -> np.ndarray:
+        return np.clip(_blur(image, float(params["sigma"])), 0.0, 1.0)
+
+    def apply_one_torch(self, image: torch.Tensor, params: Params) -> torch.Tensor:
+        return _blur_torch(image, float(params["sigma"])).clamp(0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class LocalContrast(IntensityTransform):
+    """Local contrast enhancement (CLAHE-like, but linear and exact in both backends).
+
+    Detail above a Gaussian background of ``sigma`` pixels is amplified by ``amount``, uniform in
+    ``[min_amount, max_amount]``: ``out = image + amount * (image - blur(image, sigma))``.
+    Negative amounts soften local contrast.
+    """
+
+    name: ClassVar[str] = "local_contrast"
+    min_amount: float = 0.0
+    max_amount: float = 1.0
+    sigma: float = 8.0
+
+    def validate(self) -> None:
+        lo, hi = check_range(
+            self.name,
+            "min_amount",
+            self.min_amount,
+            "max_amount",
+            self.max_amount,
+            minimum=-1.0,
+            maximum=10.0,
+        )
+        self.set_field("min_amount", lo)
+        self.set_field("max_amount", hi)
+        self.set_field(
+            "sigma", check_number(self.name, "sigma", self.sigma, minimum=0, strict=True)
+        )
+
+    def draw(self, rng: np.random.Generator, height: int, width: int) -> Params:
+        return {"amount": rng.uniform(self.min_amount, self.max_amount)}
+
+    def apply(self, image: np.ndarray, params: Params) -> np.ndarray:
+        amount = np.float32(params["amount"])
+        return np.clip(image + amount * (image - _blur(image, self.sigma)), 0.0, 1.0)
+
+    def apply_one_torch(self, image: torch.Tensor, params: Params) -> torch.Tensor:
+        detail = image - _blur_torch(image, self.sigma)
+        return (image + float(params["amount"]) * detail).clamp(0.0, 1.0)
