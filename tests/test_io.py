@@ -37,7 +37,7 @@ def ramp(shape: tuple[int, int], high: int, dtype: type) -> np.ndarray:
 
 
 def assert_refused(call: Callable[[], object], path: Path, *words: str) -> InputError:
-    """The call raises an InputError naming ``path``, giving a fix, and leaves the file as it was."""
+    """The call raises an InputError naming ``path`` and a fix, and leaves the file unchanged."""
     before = path.read_bytes() if path.is_file() else None
     with pytest.raises(InputError) as info:
         call()
@@ -272,6 +272,18 @@ def test_dicom_without_window_scales_bits_stored_range(tmp_path: Path) -> None:
     assert info.pixel_spacing == pytest.approx((0.2, 0.2))
 
 
+def test_dicom_voi_lut_sequence_output_range_maps_to_unit(tmp_path: Path) -> None:
+    lut = (np.arange(4096) // 4).astype(np.uint16)  # outputs 0..1023 in a 16-bit LUT
+    item = pydicom.Dataset()
+    item.LUTDescriptor = [4096, 0, 16]
+    item.LUTData = lut.tolist()
+    item["LUTData"].VR = "US"
+    stored = ramp((8, 8), 4095, np.uint16)
+    path = make_dicom(tmp_path / "lut.dcm", stored, VOILUTSequence=pydicom.Sequence([item]))
+    image, _ = read_image(path)
+    np.testing.assert_allclose(image, lut[stored] / 1023, atol=1e-6)
+
+
 def test_dicom_info_skips_pixels(tmp_path: Path) -> None:
     path = make_dicom(tmp_path / "h.dcm", ramp((8, 10), 4095, np.uint16), **WINDOW)
     info = read_image_info(path, pixel_range=False)
@@ -297,6 +309,9 @@ def test_jsrt_img_is_12_bit_big_endian_shown_lungs_dark(tmp_path: Path) -> None:
     assert (info.format, info.bit_depth, info.pixel_spacing) == ("JSRT", 12, (0.175, 0.175))
     assert (info.raw_min, info.raw_max) == (0.0, 4095.0)
     assert np.isnan(read_image_info(path, pixel_range=False).raw_min)
+    raw[0, 0] = 5000  # a 16-bit raw file of the right size that is not JSRT
+    raw.tofile(path)
+    assert_refused(lambda: read_image(path), path, "5000", "12 bits")
 
 
 # --- masks ---------------------------------------------------------------------------------------
@@ -417,8 +432,11 @@ def test_missing_file_is_refused(tmp_path: Path) -> None:
 
 
 def test_dicom_or_img_cannot_be_a_mask(tmp_path: Path) -> None:
-    path = make_dicom(tmp_path / "m.dcm", np.zeros((8, 8), np.uint16))
-    assert_refused(lambda: read_mask(path), path, "PNG")
+    dicom = make_dicom(tmp_path / "m.dcm", np.zeros((8, 8), np.uint16))
+    assert_refused(lambda: read_mask(dicom), dicom, "PNG")
+    raw = tmp_path / "m.IMG"
+    raw.write_bytes(bytes(64))
+    assert_refused(lambda: read_mask(raw), raw, "PNG")
 
 
 # --- writing -------------------------------------------------------------------------------------

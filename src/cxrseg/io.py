@@ -33,7 +33,7 @@ import os
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -109,22 +109,19 @@ class ImageInfo:
 
 @dataclass
 class _Raster:
-    """A decoded Pillow/OpenCV/tifffile file: colour samples (alpha dropped, palette resolved)."""
+    """A file read by Pillow, OpenCV or tifffile: header facts and, once decoded, its samples.
 
-    format: str
-    height: int
-    width: int
-    channels: int
-    bit_depth: int
-    pixel_spacing: tuple[float, float] | None
+    ``samples`` are ``(H, W)`` or ``(H, W, 3)`` colour samples (alpha dropped, palette resolved);
+    ``indices`` are the palette indices of a colour-palette image.
+    """
+
+    info: ImageInfo
     lossy: bool
-    samples: np.ndarray | None = None  # (H, W) or (H, W, 3)
-    indices: np.ndarray | None = None  # (H, W) palette indices of a colour-palette image
+    samples: np.ndarray | None = None
+    indices: np.ndarray | None = None
 
-    def info(self, path: Path) -> ImageInfo:
-        lo, hi = _sample_range(self.samples)
-        return ImageInfo(path, self.format, self.height, self.width, self.channels,
-                         self.bit_depth, self.pixel_spacing, lo, hi)  # fmt: skip
+    def decoded_info(self) -> ImageInfo:
+        return _with_range(self.info, self.samples)
 
 
 def is_image_file(path: str | Path) -> bool:
@@ -156,7 +153,7 @@ def read_image(path: str | Path) -> tuple[np.ndarray, ImageInfo]:
         return _read_jsrt(path)
     raster = _read_raster(path)
     assert raster.samples is not None
-    return _to_unit(raster.samples, path), raster.info(path)
+    return _to_unit(raster.samples, path), raster.decoded_info()
 
 
 def read_image_info(path: str | Path, *, pixel_range: bool = True) -> ImageInfo:
@@ -181,7 +178,7 @@ def read_image_info(path: str | Path, *, pixel_range: bool = True) -> ImageInfo:
         return _read_dicom(path, decode=pixel_range)[1]
     if suffix in _JSRT_EXTENSIONS:
         return _read_jsrt(path, decode=pixel_range)[1]
-    return _read_raster(path, decode=pixel_range).info(path)
+    return _read_raster(path, decode=pixel_range).decoded_info()
 
 
 def read_mask(path: str | Path) -> np.ndarray:
@@ -414,7 +411,8 @@ def _lossy_mask_error(path: Path) -> InputError:
         "is JPEG-compressed; JPEG is lossy, so it blurs label edges and invents values between "
         "labels, and cannot hold a mask",
         path=path,
-        hint="export the mask again from its original labels as PNG (converting this file would keep the artefacts)",  # noqa: E501
+        hint="export the mask again from its original labels as PNG (converting this file "
+        "would keep the artefacts)",
     )
 
 
@@ -441,9 +439,8 @@ def _read_raster(path: Path, decode: bool = True) -> _Raster:
     except UnidentifiedImageError as exc:
         if path.suffix.lower() in {".tif", ".tiff"} and _tifffile() is not None:
             return _read_other(path, "TIFF", decode)
-        raise InputError(
-            "is not an image Pillow can identify", path=path, hint=_DECODE_HINT
-        ) from exc  # noqa: E501
+        message = "is not an image Pillow can identify"
+        raise InputError(message, path=path, hint=_DECODE_HINT) from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise InputError(f"cannot be decoded ({exc})", path=path, hint=_DECODE_HINT) from exc
 
@@ -465,13 +462,14 @@ def _pillow_raster(path: Path, im: Any) -> _Raster | None:
             bits = header[2]
     if fmt == "TIFF":
         tiff_bits = im.tag_v2.get(258, (bits,))
-        if max(tiff_bits) > 8 and channels > 1 and _tifffile() is not None:
-            return None  # Pillow has no 16-bit colour modes
+        if max(tiff_bits) > 8 and channels > 1:
+            if _tifffile() is not None:
+                return None  # Pillow has no 16-bit colour modes
+            logger.warning("%s: reading 16-bit colour at 8 bits; pip install tifffile", path)
     compression = str(im.info.get("compression", "")).lower()
     lossy = fmt in ("JPEG", "MPO") or compression in _LOSSY_TIFF_COMPRESSIONS
-    return _Raster(
-        fmt, im.height, im.width, channels, bits, _spacing_from_dpi(im.info.get("dpi")), lossy
-    )  # noqa: E501
+    spacing = _spacing_from_dpi(im.info.get("dpi"))
+    return _Raster(_header(path, fmt, im.height, im.width, channels, bits, spacing), lossy)
 
 
 def _fill_pillow_samples(raster: _Raster, im: Any) -> None:
@@ -482,9 +480,10 @@ def _fill_pillow_samples(raster: _Raster, im: Any) -> None:
         palette = _palette(im)
         used = palette[np.flatnonzero(np.bincount(indices.ravel(), minlength=256)[:256])]
         if _is_gray_palette(used):
-            raster.samples, raster.channels = palette[:, 0][indices], 1
+            raster.samples, channels = palette[:, 0][indices], 1
         else:
-            raster.samples, raster.indices, raster.channels = palette[indices], indices, 3
+            raster.samples, raster.indices, channels = palette[indices], indices, 3
+        raster.info = replace(raster.info, channels=channels)
         return
     if mode in ("1", "CMYK", "YCbCr", "LAB", "HSV"):
         im = im.convert("L" if mode == "1" else "RGB")
@@ -539,7 +538,7 @@ def _read_other(path: Path, fmt: str | None, decode: bool) -> _Raster:
             raise InputError("cannot be decoded by OpenCV", path=path, hint=_DECODE_HINT)
         if samples is not None and samples.ndim == 3:
             samples = np.ascontiguousarray(samples[..., 2::-1])  # BGR(A) -> RGB, alpha dropped
-        return _Raster("PNG", height, width, channels, depth, None, False, samples)
+        return _Raster(_header(path, "PNG", height, width, channels, depth, None), False, samples)
     tifffile = _tifffile()
     if fmt != "TIFF" or tifffile is None:
         raise InputError(
@@ -559,12 +558,11 @@ def _read_other(path: Path, fmt: str | None, decode: bool) -> _Raster:
             if samples is not None and samples.ndim == 3 and page.planarconfig == 2:
                 samples = np.moveaxis(samples, 0, -1)
     except Exception as exc:
-        raise InputError(
-            f"cannot be decoded as TIFF ({exc})", path=path, hint=_DECODE_HINT
-        ) from exc  # noqa: E501
+        message = f"cannot be decoded as TIFF ({exc})"
+        raise InputError(message, path=path, hint=_DECODE_HINT) from exc
     if samples is not None and samples.ndim == 3:
         samples = samples[..., 0] if samples.shape[2] < 3 else samples[..., :3]
-    return _Raster("TIFF", height, width, channels, bits, spacing, lossy, samples)
+    return _Raster(_header(path, "TIFF", height, width, channels, bits, spacing), lossy, samples)
 
 
 def _tiff_spacing(page: Any) -> tuple[float, float] | None:
@@ -624,7 +622,7 @@ def _to_unit(samples: np.ndarray, path: Path, full_scale: float | None = None) -
             "contains NaN or infinite pixel values",
             path=path,
             hint="re-export the image with finite values",
-        )  # noqa: E501
+        )
     lo, hi = float(values.min()), float(values.max())
     if lo >= 0 and hi <= 1:
         return values.astype(np.float32)
@@ -634,15 +632,23 @@ def _to_unit(samples: np.ndarray, path: Path, full_scale: float | None = None) -
         gray.dtype,
         lo,
         hi,
-    )  # noqa: E501
+    )
     span = hi - lo if hi > lo else 1.0
     return ((values - lo) / span).astype(np.float32)
 
 
-def _sample_range(samples: np.ndarray | None) -> tuple[float, float]:
+def _header(
+    path: Path, fmt: str, height: int, width: int, channels: int, bits: int,
+    spacing: tuple[float, float] | None,
+) -> ImageInfo:  # fmt: skip
+    """An ImageInfo whose pixel range is not known yet (NaN)."""
+    return ImageInfo(path, fmt, height, width, channels, bits, spacing, math.nan, math.nan)
+
+
+def _with_range(info: ImageInfo, samples: np.ndarray | None) -> ImageInfo:
     if samples is None or samples.size == 0:
-        return math.nan, math.nan
-    return float(samples.min()), float(samples.max())
+        return info
+    return replace(info, raw_min=float(samples.min()), raw_max=float(samples.max()))
 
 
 def _labels_uint8(values: np.ndarray, path: Path) -> np.ndarray:
@@ -682,16 +688,15 @@ def _read_dicom(path: Path, decode: bool = True) -> tuple[np.ndarray, ImageInfo]
             hint="check the file; convert ACR-NEMA or other files to DICOM or PNG first",
         ) from exc
     except Exception as exc:
-        raise InputError(
-            f"cannot be parsed as DICOM ({exc})", path=path, hint=_DECODE_HINT
-        ) from exc  # noqa: E501
+        message = f"cannot be parsed as DICOM ({exc})"
+        raise InputError(message, path=path, hint=_DECODE_HINT) from exc
     rows, cols = int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)
     if not rows or not cols:
         raise InputError(
             "DICOM file has no image (Rows/Columns missing)",
             path=path,
             hint="pick the image file of the series",
-        )  # noqa: E501
+        )
     frames = int(ds.get("NumberOfFrames") or 1)
     if frames > 1:
         raise InputError(
@@ -702,12 +707,11 @@ def _read_dicom(path: Path, decode: bool = True) -> tuple[np.ndarray, ImageInfo]
     bits = int(ds.get("BitsStored") or ds.get("BitsAllocated") or 8)
     spacing = _dicom_spacing(ds)
     channels = int(ds.get("SamplesPerPixel") or 1)
+    info = _header(path, "DICOM", rows, cols, channels, bits, spacing)
     if not decode:
-        info = ImageInfo(path, "DICOM", rows, cols, channels, bits, spacing, math.nan, math.nan)
         return np.empty((0, 0), np.float32), info
     stored = _dicom_pixels(ds, path)
-    lo, hi = _sample_range(stored)
-    info = ImageInfo(path, "DICOM", rows, cols, channels, bits, spacing, lo, hi)
+    info = _with_range(info, stored)
     if stored.ndim == 3:  # colour: pydicom gives RGB
         return _to_unit(stored, path, float(2**bits - 1)), info
     try:
@@ -730,7 +734,7 @@ def _dicom_pixels(ds: Any, path: Path) -> np.ndarray:
             path=path,
             hint="pick the image file of the series, the one with (7FE0,0010) Pixel Data",
         )
-    syntax = ds.file_meta.get("TransferSyntaxUID") if "file_meta" in ds.__dict__ else None
+    syntax = getattr(ds, "file_meta", {}).get("TransferSyntaxUID")
     try:
         return np.asarray(ds.pixel_array)
     except Exception as exc:
@@ -742,9 +746,8 @@ def _dicom_pixels(ds: Any, path: Path) -> np.ndarray:
                 hint="pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg (or python-gdcm), "
                 "or decompress the file first (gdcmconv --raw, dcmdjpeg)",
             ) from exc
-        raise InputError(
-            f"DICOM pixel data cannot be decoded ({exc})", path=path, hint=_DECODE_HINT
-        ) from exc  # noqa: E501
+        message = f"DICOM pixel data cannot be decoded ({exc})"
+        raise InputError(message, path=path, hint=_DECODE_HINT) from exc
 
 
 def _dicom_decoder_available(syntax: Any) -> bool:
@@ -763,7 +766,7 @@ def _dicom_to_unit(ds: Any, stored: np.ndarray, bits: int) -> np.ndarray:
     signed = int(ds.get("PixelRepresentation") or 0) == 1
     stored_range = np.array(
         [-(2 ** (bits - 1)), 2 ** (bits - 1) - 1] if signed else [0, 2**bits - 1]
-    )  # noqa: E501
+    )
     values = apply_modality_lut(stored, ds)
     bounds = apply_modality_lut(stored_range, ds)
     if ds.get("VOILUTSequence"):
@@ -806,17 +809,15 @@ def _read_jsrt(path: Path, decode: bool = True) -> tuple[np.ndarray, ImageInfo]:
             hint="copy the file again if it is cut short; other raw .IMG layouts are not "
             "supported: convert them to PNG or TIFF",
         )
-    spacing = (_JSRT_SPACING_MM, _JSRT_SPACING_MM)
+    info = _header(path, "JSRT", *_JSRT_SHAPE, 1, 12, (_JSRT_SPACING_MM, _JSRT_SPACING_MM))
     if not decode:
-        info = ImageInfo(path, "JSRT", *_JSRT_SHAPE, 1, 12, spacing, math.nan, math.nan)
         return np.empty((0, 0), np.float32), info
     raw = np.fromfile(path, dtype=">u2").reshape(_JSRT_SHAPE)
-    lo, hi = _sample_range(raw)
-    if hi > _JSRT_MAX:
+    info = _with_range(info, raw)
+    if info.raw_max > _JSRT_MAX:
         raise InputError(
-            f"has values up to {hi:g}, above the 12 bits (0..4095) JSRT images use",
+            f"has values up to {info.raw_max:g}, above the 12 bits (0..4095) JSRT images use",
             path=path,
             hint="this is not a JSRT image: convert it to PNG or TIFF and read that",
         )
-    info = ImageInfo(path, "JSRT", *_JSRT_SHAPE, 1, 12, spacing, lo, hi)
     return (1.0 - raw.astype(np.float32) / _JSRT_MAX).astype(np.float32), info
