@@ -1,0 +1,262 @@
+"""Resample an image and its masks with one backward map (NumPy arrays, OpenCV).
+
+The map comes from :mod:`cxrseg.augment.functional` (``cv2.remap`` convention). The image is
+interpolated (bilinear by default, or bicubic); masks are always sampled nearest, so every output
+mask value is one of the input's and labels never blur. Image and masks use the same border mode,
+so they stay aligned even where the border is reflected.
+
+Dtypes: uint8, uint16, int16, float32 and float64 images keep their dtype; integer results are
+rounded and saturated by OpenCV, and bicubic overshoot of float images is clipped to the input's
+own value range (and the fill value), so a [0, 1] image stays in [0, 1]. float16 is computed in
+float32. OpenCV quantises source positions to 1/32 px, which is far below what a radiograph shows.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import cv2
+import numpy as np
+
+from cxrseg.errors import InputError
+
+__all__ = ["BORDERS", "INTERPOLATIONS", "remap", "warp"]
+
+logger = logging.getLogger(__name__)
+
+#: Interpolation names and their OpenCV flags.
+INTERPOLATIONS: dict[str, int] = {
+    "nearest": cv2.INTER_NEAREST,
+    "bilinear": cv2.INTER_LINEAR,
+    "bicubic": cv2.INTER_CUBIC,
+}
+#: Border modes: ``constant`` fills with a value; ``reflect`` mirrors about the outer pixel
+#: edge (``cba|abc``), as ``torch.nn.functional.grid_sample(padding_mode="reflection")`` does.
+BORDERS: dict[str, int] = {"constant": cv2.BORDER_CONSTANT, "reflect": cv2.BORDER_REFLECT}
+
+_INTERPOLATED_DTYPES = (np.uint8, np.uint16, np.int16, np.float32, np.float64)
+_NEAREST_DTYPES = (np.uint8, np.int8, np.uint16, np.int16, np.int32, np.float32, np.float64)
+_MAX_CHANNELS = 4  # OpenCV's fast paths; more channels are processed in groups
+
+#: Masks accepted by :func:`warp`; the same container type comes back.
+Masks = Mapping[str, np.ndarray] | Sequence[np.ndarray] | None
+
+
+def _check_choice(name: str, value: str, options: Mapping[str, int]) -> int:
+    if value not in options:
+        raise ValueError(f"{name}={value!r} is unknown; use one of {sorted(options)}.")
+    return options[value]
+
+
+def _check_map_pair(map_x: np.ndarray, map_y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mx = np.asarray(map_x, dtype=np.float32)
+    my = np.asarray(map_y, dtype=np.float32)
+    if mx.ndim != 2 or mx.shape != my.shape:
+        raise ValueError(
+            f"map_x {mx.shape} and map_y {my.shape} must be two float arrays of one (H, W) shape."
+        )
+    return mx, my
+
+
+def _check_fill(fill: float, dtype: np.dtype) -> float:
+    if isinstance(fill, bool) or not isinstance(fill, int | float | np.number):
+        raise TypeError(f"fill={fill!r} must be a number.")
+    if not np.isfinite(fill):
+        raise ValueError(f"fill={fill!r} must be finite.")
+    if dtype.kind in "ui":
+        info = np.iinfo(dtype)
+        if not info.min <= fill <= info.max:
+            raise ValueError(
+                f"fill={fill!r} does not fit the image dtype {dtype} ({info.min}..{info.max}); "
+                "give a fill value inside that range."
+            )
+    return float(fill)
+
+
+def _nearest_numpy(
+    image: np.ndarray, mx: np.ndarray, my: np.ndarray, border: str, fill: float
+) -> np.ndarray:
+    """Nearest-neighbour sampling for dtypes OpenCV cannot remap (bool, uint32, 64-bit ints)."""
+    height, width = image.shape[:2]
+    xi = np.rint(mx).astype(np.int64)
+    yi = np.rint(my).astype(np.int64)
+    if border == "reflect":
+        xi = _reflect_index(xi, width)
+        yi = _reflect_index(yi, height)
+        return image[yi, xi]
+    inside = (xi >= 0) & (xi < width) & (yi >= 0) & (yi < height)
+    out = image[np.clip(yi, 0, height - 1), np.clip(xi, 0, width - 1)]
+    out[~inside] = np.asarray(fill).astype(image.dtype)
+    return out
+
+
+def _reflect_index(index: np.ndarray, size: int) -> np.ndarray:
+    """Integer indices reflected as ``cba|abcdef|fed`` (OpenCV BORDER_REFLECT)."""
+    period = 2 * size
+    index = np.mod(index, period)
+    return np.where(index >= size, period - 1 - index, index)
+
+
+def _cv_remap(
+    image: np.ndarray, mx: np.ndarray, my: np.ndarray, flag: int, border_flag: int, fill: float
+) -> np.ndarray:
+    channels = 1 if image.ndim == 2 else image.shape[2]
+    if channels <= _MAX_CHANNELS:
+        out = cv2.remap(image, mx, my, flag, borderMode=border_flag, borderValue=(fill,) * 4)
+        return out.reshape(*mx.shape, channels) if image.ndim == 3 else out
+    parts = [
+        _cv_remap(image[..., i : i + _MAX_CHANNELS], mx, my, flag, border_flag, fill)
+        for i in range(0, channels, _MAX_CHANNELS)
+    ]
+    return np.concatenate(parts, axis=2)
+
+
+def remap(
+    image: np.ndarray,
+    map_x: np.ndarray,
+    map_y: np.ndarray,
+    interpolation: str = "bilinear",
+    border: str = "constant",
+    fill: float = 0,
+) -> np.ndarray:
+    """Resample one array with a backward map.
+
+    Args:
+        image: (H, W) or (H, W, C) array. Interpolated resampling takes uint8, uint16, int16,
+            float16, float32 or float64; ``"nearest"`` takes any numeric or bool dtype.
+        map_x: Source x of every output pixel, (H', W'), pixel-index units.
+        map_y: Source y of every output pixel, (H', W').
+        interpolation: ``"bilinear"``, ``"bicubic"`` (OpenCV's, a = -0.75) or ``"nearest"``.
+        border: ``"constant"`` (outside pixels are ``fill``) or ``"reflect"``.
+        fill: Value of outside pixels with ``border="constant"``; must fit the dtype.
+
+    Returns:
+        (H', W') or (H', W', C) array of the input dtype. Bicubic results of float images are
+        clipped to ``[min(image.min(), fill), max(image.max(), fill)]``; integer results are
+        rounded and saturated.
+
+    Raises:
+        TypeError: If ``image`` is not an array or its dtype cannot be interpolated.
+        ValueError: For unknown options, mismatched maps or a fill outside the dtype.
+    """
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"image must be a numpy array, not {type(image).__name__}.")
+    if image.ndim not in (2, 3) or image.shape[0] == 0 or image.shape[1] == 0:
+        raise ValueError(f"image has shape {image.shape}; give an (H, W) or (H, W, C) array.")
+    flag = _check_choice("interpolation", interpolation, INTERPOLATIONS)
+    border_flag = _check_choice("border", border, BORDERS)
+    mx, my = _check_map_pair(map_x, map_y)
+    fill = _check_fill(fill, image.dtype if image.dtype != np.bool_ else np.dtype(np.uint8))
+    if interpolation == "nearest":
+        if image.dtype == np.bool_:
+            out = _cv_remap(image.view(np.uint8), mx, my, flag, border_flag, fill)
+            return out.view(np.bool_)
+        if image.dtype.type in _NEAREST_DTYPES:
+            return _cv_remap(image, mx, my, flag, border_flag, fill)
+        if image.dtype == np.float16:
+            out = _cv_remap(image.astype(np.float32), mx, my, flag, border_flag, fill)
+            return out.astype(np.float16)
+        return _nearest_numpy(image, mx, my, border, fill)
+    if image.dtype == np.float16:
+        out = remap(image.astype(np.float32), mx, my, interpolation, border, fill)
+        return out.astype(np.float16)
+    if image.dtype.type not in _INTERPOLATED_DTYPES:
+        raise TypeError(
+            f"cannot interpolate an image of dtype {image.dtype}; convert it to float32 "
+            "(or uint8/uint16), or use interpolation='nearest' for label maps."
+        )
+    src = np.ascontiguousarray(image)
+    out = _cv_remap(src, mx, my, flag, border_flag, fill)
+    if interpolation == "bicubic" and image.dtype.kind == "f":
+        lo, hi = float(np.nanmin(src)), float(np.nanmax(src))
+        if border == "constant":
+            lo, hi = min(lo, fill), max(hi, fill)
+        np.clip(out, lo, hi, out=out)
+    return out
+
+
+def _mask_items(masks: Any) -> list[tuple[str, np.ndarray]]:
+    if isinstance(masks, Mapping):
+        items = [(f"mask {key!r}", value) for key, value in masks.items()]
+    elif isinstance(masks, list | tuple):
+        items = [(f"mask #{i}", value) for i, value in enumerate(masks)]
+    else:
+        raise TypeError(
+            f"masks must be None, a dict of arrays or a list of arrays, not {type(masks).__name__}."
+        )
+    for label, value in items:
+        if not isinstance(value, np.ndarray):
+            raise TypeError(f"{label} must be a numpy array, not {type(value).__name__}.")
+    return items
+
+
+def _warp_masks(
+    arrays: list[np.ndarray], mx: np.ndarray, my: np.ndarray, border: str
+) -> list[np.ndarray]:
+    """Nearest-sample masks, stacking 2-D masks of one dtype so OpenCV does up to 4 per call."""
+    out: list[np.ndarray | None] = [None] * len(arrays)
+    groups: dict[np.dtype, list[int]] = {}
+    for i, array in enumerate(arrays):
+        if array.ndim == 2 and array.dtype.type in _NEAREST_DTYPES:
+            groups.setdefault(array.dtype, []).append(i)
+        else:
+            out[i] = remap(array, mx, my, "nearest", border, 0)
+    for indices in groups.values():
+        for start in range(0, len(indices), _MAX_CHANNELS):
+            chunk = indices[start : start + _MAX_CHANNELS]
+            if len(chunk) == 1:
+                out[chunk[0]] = remap(arrays[chunk[0]], mx, my, "nearest", border, 0)
+                continue
+            stacked = np.stack([arrays[i] for i in chunk], axis=2)
+            warped = remap(stacked, mx, my, "nearest", border, 0)
+            for j, i in enumerate(chunk):
+                out[i] = warped[..., j]
+    return [array for array in out if array is not None]
+
+
+def warp(
+    image: np.ndarray,
+    masks: Masks,
+    maps: tuple[np.ndarray, np.ndarray],
+    *,
+    interpolation: str = "bilinear",
+    border: str = "constant",
+    fill: float = 0,
+) -> tuple[np.ndarray, Any]:
+    """Resample an image and its masks with the same backward map.
+
+    Args:
+        image: (H, W) or (H, W, C) image; see :func:`remap` for dtypes.
+        masks: None, a dict ``name -> (H, W) array`` or a list/tuple of (H, W) arrays; label
+            values of any dtype (bool included).
+        maps: ``(map_x, map_y)``, float32 (H', W'), e.g. from :mod:`cxrseg.augment.functional`.
+        interpolation: Image interpolation, ``"bilinear"`` or ``"bicubic"`` (or ``"nearest"``).
+        border: ``"constant"`` or ``"reflect"``, for the image and the masks alike.
+        fill: Image value outside the source with ``border="constant"``; masks get 0 there.
+
+    Returns:
+        ``(image, masks)``: the warped image (input dtype) and masks in the same container type
+        (dict with the same keys, list or tuple in the same order), or None.
+
+    Raises:
+        InputError: If a mask's height and width differ from the image's (names the mask).
+    """
+    if not isinstance(maps, tuple | list) or len(maps) != 2:
+        raise TypeError(f"maps must be a (map_x, map_y) pair, not {type(maps).__name__}.")
+    mx, my = _check_map_pair(*maps)
+    warped = remap(image, mx, my, interpolation, border, fill)
+    if masks is None:
+        return warped, masks
+    items = _mask_items(masks)
+    for label, value in items:
+        if value.shape[:2] != image.shape[:2] or value.ndim not in (2, 3):
+            raise InputError(
+                f"{label} has shape {value.shape} but the image is {image.shape[:2]}.",
+                hint="give masks of the image's height and width, (H, W) or (H, W, K).",
+            )
+    arrays = _warp_masks([value for _, value in items], mx, my, border)
+    if isinstance(masks, Mapping):
+        return warped, dict(zip(masks.keys(), arrays, strict=True))
+    return warped, tuple(arrays) if isinstance(masks, tuple) else arrays
