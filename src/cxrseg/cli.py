@@ -99,6 +99,44 @@ def progress_bar(description: str, enabled: bool = True) -> Iterator[Callable[[i
 
 # === phantom ===
 
+
+@app.command("phantom")
+def phantom_command(
+    out: Annotated[
+        Path,
+        typer.Option("--out", "-o", help="Folder for images/, masks/<structure>/, dataset.json."),
+    ],
+    n: Annotated[int, typer.Option("-n", "--count", help="Number of phantoms.")] = 20,
+    size: Annotated[
+        str, typer.Option("--size", "-s", help="Side in pixels, or HxW (e.g. 256, 320x256).")
+    ] = "256",
+    seed: Annotated[int, typer.Option("--seed", help="Base seed (non-negative).")] = 0,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Write into a folder whose images/ is not empty.")
+    ] = False,
+) -> None:
+    """Write synthetic chest radiographs with lung, heart and clavicle masks."""
+    import re
+
+    from rich.markup import escape
+
+    from cxrseg.phantom import write_phantom_dataset
+
+    match = re.fullmatch(r"\s*(\d+)\s*(?:[xX]\s*(\d+)\s*)?", size)
+    if match is None:
+        raise fail(f"--size {size!r} is not a size; pass pixels like 256 or HxW like 320x256.")
+    shape = (int(match[1]), int(match[2] or match[1]))
+    try:
+        with progress_bar("phantoms") as progress:
+            ids = write_phantom_dataset(
+                out, n, size=shape, seed=seed, progress=progress, overwrite=overwrite
+            )
+    except ValueError as exc:  # InputError included
+        raise fail(escape(str(exc))) from exc
+    console.print(f"Wrote {len(ids)} phantoms of {shape[0]}x{shape[1]} px to {escape(str(out))}")
+    console.print(f"Next: cxrseg inspect {escape(str(out))}")
+
+
 # === inspect ===
 
 # === augment ===
