@@ -266,6 +266,13 @@ def test_infer_mode_over_a_dataset_is_sigmoid_if_one_case_overlaps() -> None:
     assert infer_mode(cases[:3]) == "softmax"
 
 
+def test_infer_mode_accepts_an_n_k_h_w_array_of_cases() -> None:
+    names = ["right_lung", "clavicle"]
+    cases = np.stack([stack_masks(lungs_and_clavicle(overlap), names) for overlap in (0, 1)])
+    assert infer_mode(cases) == "sigmoid"
+    assert infer_mode(cases[:1]) == "softmax"
+
+
 def test_forcing_softmax_on_overlapping_masks_warns(caplog) -> None:
     with caplog.at_level(logging.WARNING, logger="cxrseg.losses"):
         assert resolve_mode("softmax", lungs_and_clavicle(overlap=True)) == "softmax"
@@ -290,6 +297,15 @@ def test_masks_to_target_sigmoid_keeps_every_structure_as_0_1() -> None:
     target = masks_to_target(stack, "sigmoid")
     assert target.dtype == torch.float32
     assert torch.equal(target, torch.from_numpy((stack > 0).astype(np.float32)))
+
+
+@pytest.mark.parametrize("mode", ["softmax", "sigmoid"])
+def test_masks_to_target_gives_the_same_for_tensors_and_arrays(mode: str) -> None:
+    names = ["right_lung", "left_lung", "clavicle"]
+    batch = np.stack([stack_masks(lungs_and_clavicle(True), names)] * 2)  # (N, K, H, W)
+    from_tensor = masks_to_target(torch.from_numpy(batch), mode)
+    assert torch.equal(from_tensor, masks_to_target(batch, mode))
+    assert from_tensor.shape[0] == 2
 
 
 @pytest.mark.parametrize("mode", ["softmax", "sigmoid"])

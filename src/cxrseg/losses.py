@@ -85,13 +85,14 @@ def infer_mode(masks: MaskSet | Iterable[MaskSet]) -> Mode:
     """Choose the loss mode for masks: ``"sigmoid"`` if structures overlap anywhere.
 
     Args:
-        masks: One case's masks (a dict of ``(H, W)`` arrays or a ``(K, H, W)`` stack) or an
-            iterable of such cases, e.g. a whole dataset; foreground is any value above 0.
+        masks: One case's masks (a dict of ``(H, W)`` arrays or a ``(K, H, W)`` stack), an
+            ``(N, K, H, W)`` array of cases, or an iterable of cases, e.g. a whole dataset;
+            foreground is any value above 0.
 
     Returns:
         ``"sigmoid"`` when some pixel of some case lies in two structures, else ``"softmax"``.
     """
-    if isinstance(masks, Mapping | np.ndarray):
+    if isinstance(masks, Mapping) or (isinstance(masks, np.ndarray) and masks.ndim == 3):
         return "sigmoid" if has_overlap(masks) else "softmax"
     return "sigmoid" if any(has_overlap(case) for case in masks) else "softmax"
 
@@ -117,8 +118,12 @@ def resolve_mode(requested: str, masks: MaskSet | Iterable[MaskSet]) -> Mode:
     return mode
 
 
-def masks_to_target(masks: np.ndarray, mode: str) -> torch.Tensor:
+def masks_to_target(masks: np.ndarray | torch.Tensor, mode: str) -> torch.Tensor:
     """Turn ``(..., K, H, W)`` 0/1 (or 0/255) masks into a training target.
+
+    Args:
+        masks: A NumPy array or a tensor (the target stays on the tensor's device).
+        mode: ``"softmax"`` or ``"sigmoid"``.
 
     Returns:
         Softmax mode: ``(..., H, W)`` int64 class indices, 0 background and ``k + 1`` for
@@ -126,16 +131,18 @@ def masks_to_target(masks: np.ndarray, mode: str) -> torch.Tensor:
         ``(..., K, H, W)`` float32 0/1.
     """
     mode = _check_mode(mode)
-    stack = np.asarray(masks)
+    if isinstance(masks, torch.Tensor):
+        stack = masks
+    else:
+        stack = torch.from_numpy(np.ascontiguousarray(masks))
     if stack.ndim < 3:
-        raise ValueError(f"expected (..., K, H, W) masks, got shape {stack.shape}")
+        raise ValueError(f"expected (..., K, H, W) masks, got shape {tuple(stack.shape)}")
     foreground = stack > 0
     if mode == "sigmoid":
-        return torch.from_numpy(foreground.astype(np.float32))
-    target = np.zeros(stack.shape[:-3] + stack.shape[-2:], dtype=np.int64)
-    for k in range(stack.shape[-3]):
-        target[foreground[..., k, :, :]] = k + 1
-    return torch.from_numpy(target)
+        return foreground.float()
+    structures = stack.shape[-3]
+    classes = torch.arange(1, structures + 1, device=stack.device).view(structures, 1, 1)
+    return (foreground * classes).amax(dim=-3)
 
 
 def logits_to_masks(logits: torch.Tensor, mode: str, threshold: float = 0.5) -> torch.Tensor:
