@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +19,6 @@ from cxrseg.io._common import (
     _to_unit,
     _with_range,
 )
-
-logger = logging.getLogger(__name__)
-
 
 # --- DICOM -----------------------------------------------------------------------------------
 

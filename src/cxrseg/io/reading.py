@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +20,6 @@ from cxrseg.io._common import (
 )
 from cxrseg.io.medical import _read_dicom, _read_jsrt
 from cxrseg.io.raster import _read_raster
-
-logger = logging.getLogger(__name__)
 
 
 def read_image(path: str | Path) -> tuple[np.ndarray, ImageInfo]:

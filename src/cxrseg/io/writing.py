@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import logging
 import os
 import secrets
 from collections.abc import Iterator
@@ -14,8 +13,6 @@ from typing import Any
 import numpy as np
 
 from cxrseg.errors import InputError
-
-logger = logging.getLogger(__name__)
 
 
 def write_image(path: str | Path, image: np.ndarray, bit_depth: int = 8) -> None:
