@@ -1,0 +1,52 @@
+"""Datasets on disk: find and pair files, check them, split them, load cases.
+
+* :func:`discover` lists a folder (standard, explicit, JSRT/SCR, Montgomery or Shenzhen layout)
+  and pairs images with masks by case id, without reading pixels.
+* :func:`validate` reads every file and returns per-case statistics and every problem.
+* :func:`load_case` returns a case's float32 image and uint8 0/1 mask per structure.
+* :func:`make_splits` / :func:`load_or_create_splits` give seeded train/val/test or k-fold
+  splits, saved to ``splits.json`` and reused.
+
+The torch ``Dataset`` lives in :mod:`cxrseg.data.torch_dataset` (imported on demand, as it
+needs torch).
+"""
+
+from __future__ import annotations
+
+from cxrseg.data.dataset import (
+    DEFAULT_MASK_SUFFIXES,
+    Case,
+    Dataset,
+    Problem,
+    case_id_from_mask,
+    natural_key,
+    structure_name,
+)
+from cxrseg.data.discovery import discover, parse_labels, read_labels
+from cxrseg.data.layouts import LAYOUTS
+from cxrseg.data.loading import check_mask_values, load_case
+from cxrseg.data.splits import SPLITS_FILE, Splits, load_or_create_splits, make_splits
+from cxrseg.data.validation import CaseStats, ValidationReport, validate
+
+__all__ = [
+    "DEFAULT_MASK_SUFFIXES",
+    "LAYOUTS",
+    "SPLITS_FILE",
+    "Case",
+    "CaseStats",
+    "Dataset",
+    "Problem",
+    "Splits",
+    "ValidationReport",
+    "case_id_from_mask",
+    "check_mask_values",
+    "discover",
+    "load_case",
+    "load_or_create_splits",
+    "make_splits",
+    "natural_key",
+    "parse_labels",
+    "read_labels",
+    "structure_name",
+    "validate",
+]
