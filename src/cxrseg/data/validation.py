@@ -168,7 +168,8 @@ class ValidationReport:
             listed = "\n  ".join(str(p) for p in errors[:10])
             more = f"\n  ... and {len(errors) - 10} more" if len(errors) > 10 else ""
             raise InputError(
-                f"{len(errors)} errors in the dataset:\n  {listed}{more}\n",
+                f"{len(errors)} error{'s' if len(errors) > 1 else ''} in the dataset:\n"
+                f"  {listed}{more}\n",
                 hint="fix the files named above (run `cxrseg inspect` for the full report).",
             )
 
