@@ -8,7 +8,7 @@ random transform only draws numbers and any sample can be replayed.
 
 Composition: applying op ``A`` and then op ``B`` to an image gives
 ``out(p) = a(B(p)) = in(A(B(p)))``, so the map of the chain is ``A``'s map sampled at ``B``'s map
-(:func:`compose_maps`). The data is then resampled once.
+(:func:`compose_maps`, from :mod:`cxrseg.augment.compose`). The data is then resampled once.
 
 Augmentor's mesh convention (``random_distortion``/``gaussian_distortion``; see
 ``docs`` and the conformance tests): tiles of ``floor(W / grid_width)`` px with the remainder in
@@ -27,9 +27,41 @@ import numpy as np
 
 Maps = tuple[np.ndarray, np.ndarray]
 
+
+class MapPair(tuple[np.ndarray, np.ndarray]):
+    """A ``(map_x, map_y)`` pair that remembers how it was made, so composing stays exact.
+
+    It unpacks and indexes like a plain tuple. ``matrix`` is set for affine maps (identity,
+    flips, rotations...), ``mesh`` for mesh maps and ``parts`` for compositions;
+    :func:`compose_maps` uses them to evaluate the first map exactly at the second's positions.
+    Maps are never modified in place by this module.
+    """
+
+    matrix: np.ndarray | None
+    mesh: tuple[int, int, np.ndarray] | None
+    parts: tuple[Maps, Maps] | None
+
+    def __new__(
+        cls,
+        map_x: np.ndarray,
+        map_y: np.ndarray,
+        *,
+        matrix: np.ndarray | None = None,
+        mesh: tuple[int, int, np.ndarray] | None = None,
+        parts: tuple[Maps, Maps] | None = None,
+    ) -> MapPair:
+        self = super().__new__(cls, (map_x, map_y))
+        self.matrix, self.mesh, self.parts = matrix, mesh, parts
+        return self
+
+    def __getnewargs__(self) -> tuple[np.ndarray, np.ndarray]:
+        return self[0], self[1]
+
+
 __all__ = [
     "CORNERS",
     "METHODS",
+    "MapPair",
     "Maps",
     "affine_map",
     "affine_matrix",
@@ -92,7 +124,8 @@ def identity_map(height: int, width: int) -> Maps:
     """
     height, width = _check_size(height, width)
     cols, rows = _rows_and_cols(height, width)
-    return np.repeat(cols, height, axis=0), np.repeat(rows, width, axis=1)
+    maps = np.repeat(cols, height, axis=0), np.repeat(rows, width, axis=1)
+    return MapPair(*maps, matrix=np.eye(3)[:2])
 
 
 def tile_edges(length: int, tiles: int) -> np.ndarray:
@@ -111,20 +144,26 @@ def tile_edges(length: int, tiles: int) -> np.ndarray:
 
 
 @lru_cache(maxsize=32)
-def _hat_weights(length: int, tiles: int) -> np.ndarray:
-    """Weights (length, tiles - 1) of the interior vertices for each pixel along one side.
+def _hat_weights(length: int, tiles: int, at_edges: bool = False) -> np.ndarray:
+    """Weights (n, tiles - 1) of the interior vertices along one side.
 
-    Pixel ``i`` in the tile ``[e_k, e_k+1)`` sits at ``s = (i + 0.5 - e_k) / (e_k+1 - e_k)``
-    (PIL's pixel centre) and gets ``1 - s`` of vertex ``k`` and ``s`` of vertex ``k + 1``.
-    Border vertices never move, so their columns are dropped.
+    Pixel ``i`` in the tile ``[e_k, e_k+1)`` sits at ``c = i + 0.5`` (PIL's pixel centre), at
+    ``s = (c - e_k) / (e_k+1 - e_k)`` of it, and gets ``1 - s`` of vertex ``k`` and ``s`` of
+    vertex ``k + 1``; n = length. With ``at_edges`` the positions are the pixel edges
+    ``c = 0, 1, ..., length`` instead (n = length + 1): a grid that contains every vertex, on
+    which bilinear interpolation reproduces the mesh exactly. Border vertices never move, so
+    their columns are dropped.
     """
     edges = tile_edges(length, tiles).astype(np.float64)
-    centres = np.arange(length, dtype=np.float64) + 0.5
-    k = np.searchsorted(edges, centres, side="right") - 1
-    s = (centres - edges[k]) / (edges[k + 1] - edges[k])
-    weights = np.zeros((length, tiles + 1), dtype=np.float64)
-    weights[np.arange(length), k] = 1.0 - s
-    weights[np.arange(length), k + 1] = s
+    if at_edges:
+        positions = np.arange(length + 1, dtype=np.float64)
+    else:
+        positions = np.arange(length, dtype=np.float64) + 0.5
+    k = np.clip(np.searchsorted(edges, positions, side="right") - 1, 0, tiles - 1)
+    s = (positions - edges[k]) / (edges[k + 1] - edges[k])
+    weights = np.zeros((positions.size, tiles + 1), dtype=np.float64)
+    weights[np.arange(positions.size), k] = 1.0 - s
+    weights[np.arange(positions.size), k + 1] = s
     out = np.ascontiguousarray(weights[:, 1:-1], dtype=np.float32)
     out.flags.writeable = False
     return out
@@ -146,7 +185,12 @@ def _check_displacements(
 
 
 def mesh_displacement(
-    height: int, width: int, grid_width: int, grid_height: int, displacements: np.ndarray
+    height: int,
+    width: int,
+    grid_width: int,
+    grid_height: int,
+    displacements: np.ndarray,
+    at_edges: bool = False,
 ) -> Maps:
     """Displacement field ``(dx, dy)`` of :func:`mesh_map`: the map minus the identity.
 
@@ -157,19 +201,22 @@ def mesh_displacement(
         grid_height: Number of tile rows (>= 1, <= height).
         displacements: (grid_height - 1, grid_width - 1, 2) offsets (dx, dy) in pixels of the
             interior vertices, row-major.
+        at_edges: Sample at the pixel edges (pixel-index positions -0.5, 0.5, ...,
+            size - 0.5) instead of the pixel centres: a (H + 1, W + 1) field that contains
+            every vertex, so bilinear interpolation of it is exact.
 
     Returns:
-        ``(dx, dy)``, float32 (H, W).
+        ``(dx, dy)``, float32 (H, W), or (H + 1, W + 1) with ``at_edges``.
     """
     height, width = _check_size(height, width)
     grid_width = _check_grid(width, grid_width, "grid_width", "width")
     grid_height = _check_grid(height, grid_height, "grid_height", "height")
     d = _check_displacements(displacements, grid_width, grid_height)
+    shape = (height + 1, width + 1) if at_edges else (height, width)
     if d.size == 0:
-        zeros = np.zeros((height, width), dtype=np.float32)
-        return zeros, zeros.copy()
-    wy = _hat_weights(height, grid_height)  # (H, gh-1)
-    wx = _hat_weights(width, grid_width)  # (W, gw-1)
+        return np.zeros(shape, dtype=np.float32), np.zeros(shape, dtype=np.float32)
+    wy = _hat_weights(height, grid_height, at_edges)  # (H, gh-1)
+    wx = _hat_weights(width, grid_width, at_edges)  # (W, gw-1)
     dx = (wy @ d[..., 0]) @ wx.T
     dy = (wy @ d[..., 1]) @ wx.T
     return dx, dy
@@ -201,11 +248,13 @@ def mesh_map(
         ValueError: If sizes are not positive, the grid has more tiles than pixels, or the
             displacements have the wrong shape or are not finite.
     """
-    dx, dy = mesh_displacement(height, width, grid_width, grid_height, displacements)
+    d = np.array(displacements, dtype=np.float32)
+    dx, dy = mesh_displacement(height, width, grid_width, grid_height, d)
     cols, rows = _rows_and_cols(height, width)
     dx += cols
     dy += rows
-    return dx, dy
+    d.flags.writeable = False
+    return MapPair(dx, dy, mesh=(int(grid_width), int(grid_height), d))
 
 
 def gaussian_sigmas(
@@ -362,42 +411,28 @@ def affine_matrix(
     return np.linalg.inv(forward)[:2]
 
 
-def compose_affine(first: np.ndarray, second: np.ndarray) -> np.ndarray:
-    """Backward matrix of "apply ``first``, then ``second``" for two backward 2 x 3 matrices."""
-    a, b = np.eye(3), np.eye(3)
-    a[:2] = np.asarray(first, dtype=np.float64)
-    b[:2] = np.asarray(second, dtype=np.float64)
-    return (a @ b)[:2]
-
-
-def affine_map(height: int, width: int, matrix: np.ndarray, base: Maps | None = None) -> Maps:
-    """Map of a backward affine matrix, optionally evaluated at the positions of ``base``.
-
-    Args:
-        height: Image height in pixels.
-        width: Image width in pixels.
-        matrix: Backward (output -> source) matrix (2, 3), e.g. from :func:`affine_matrix`.
-        base: Optional map (H, W); the result is then "this affine, then ``base``", computed
-            exactly, i.e. the same as ``compose_maps(affine_map(h, w, matrix), base)`` without
-            interpolation error.
+def affine_map(height: int, width: int, matrix: np.ndarray) -> Maps:
+    """Map of a backward (output -> source) affine 2 x 3 matrix, e.g. from :func:`affine_matrix`.
 
     Returns:
         ``(map_x, map_y)``, float32 (H, W).
     """
     height, width = _check_size(height, width)
-    m = np.asarray(matrix, dtype=np.float64)
+    m = np.array(matrix, dtype=np.float64)
     if m.shape != (2, 3) or not np.isfinite(m).all():
         raise ValueError(f"matrix has shape {m.shape}; give a finite backward 2 x 3 affine matrix.")
-    if base is None:
-        x = np.arange(width, dtype=np.float64)[None, :]
-        y = np.arange(height, dtype=np.float64)[:, None]
-        map_x = (m[0, 0] * x + m[0, 2]) + m[0, 1] * y
-        map_y = (m[1, 0] * x + m[1, 2]) + m[1, 1] * y
-        return map_x.astype(np.float32), map_y.astype(np.float32)
-    bx, by = _check_maps(base, "base")
-    map_x = np.float32(m[0, 0]) * bx + np.float32(m[0, 1]) * by + np.float32(m[0, 2])
-    map_y = np.float32(m[1, 0]) * bx + np.float32(m[1, 1]) * by + np.float32(m[1, 2])
-    return map_x, map_y
+    x = np.arange(width, dtype=np.float64)[None, :]
+    y = np.arange(height, dtype=np.float64)[:, None]
+    map_x = (m[0, 0] * x + m[0, 2]) + m[0, 1] * y
+    map_y = (m[1, 0] * x + m[1, 2]) + m[1, 1] * y
+    m.flags.writeable = False
+    return MapPair(map_x.astype(np.float32), map_y.astype(np.float32), matrix=m)
+
+
+def _affine_at(matrix: np.ndarray, bx: np.ndarray, by: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Affine map evaluated at arbitrary positions (float32 arrays)."""
+    m = matrix.astype(np.float32)
+    return m[0, 0] * bx + m[0, 1] * by + m[0, 2], m[1, 0] * bx + m[1, 1] * by + m[1, 2]
 
 
 def flip_map(height: int, width: int, horizontal: bool = False, vertical: bool = False) -> Maps:
@@ -406,7 +441,10 @@ def flip_map(height: int, width: int, horizontal: bool = False, vertical: bool =
     cols, rows = _rows_and_cols(height, width)
     xs = (width - 1) - cols if horizontal else cols
     ys = (height - 1) - rows if vertical else rows
-    return np.repeat(xs, height, axis=0), np.repeat(ys, width, axis=1)
+    sx, sy = (-1.0 if horizontal else 1.0), (-1.0 if vertical else 1.0)
+    tx, ty = (width - 1.0 if horizontal else 0.0), (height - 1.0 if vertical else 0.0)
+    matrix = np.array([[sx, 0.0, tx], [0.0, sy, ty]])
+    return MapPair(np.repeat(xs, height, axis=0), np.repeat(ys, width, axis=1), matrix=matrix)
 
 
 def _check_maps(maps: Maps, name: str) -> Maps:
@@ -422,69 +460,5 @@ def _check_maps(maps: Maps, name: str) -> Maps:
     return mx, my
 
 
-#: Linear part closer than this to the identity: interpolate the displacement directly.
-_NEAR_IDENTITY = 0.05
-#: Residual below this (px) everywhere: ``first`` is taken as exactly affine.
-_AFFINE_EXACT = 1e-3
-
-
-@lru_cache(maxsize=8)
-def _affine_fit(height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Design matrix, its pseudo-inverse and flat pixel indices of a sparse ~24 x 24 sample."""
-    step_y, step_x = max(1, height // 24), max(1, width // 24)
-    ys, xs = np.mgrid[0:height:step_y, 0:width:step_x]
-    design = np.stack([xs.ravel(), ys.ravel(), np.ones(xs.size)], axis=1).astype(np.float64)
-    pinv = np.linalg.pinv(design)
-    index = np.ravel_multi_index((ys.ravel(), xs.ravel()), (height, width))
-    for array in (design, pinv, index):
-        array.flags.writeable = False
-    return design, pinv, index
-
-
-def compose_maps(first: Maps, second: Maps) -> Maps:
-    """Map of "apply ``first``, then ``second``": ``first`` sampled at ``second``'s positions.
-
-    ``result(p) = first(second(p))``, so resampling an image once with the result equals
-    resampling it with ``first`` and then resampling that with ``second`` (within 0.05 px, without
-    the blur of two interpolations). ``first`` is split into its best-fitting affine part, applied
-    exactly, and a smooth residual, interpolated bilinearly at ``second``'s positions (exact inside
-    each tile of a mesh map). Outside the image the residual is continued from the border pixels,
-    so positions ``second`` sends outside still follow ``first``'s affine part.
-
-    Args:
-        first: Map of the op applied first, float32 (H, W) pair.
-        second: Map of the op applied next, same shape.
-
-    Returns:
-        ``(map_x, map_y)``, float32 (H, W).
-    """
-    fx, fy = _check_maps(first, "first")
-    sx, sy = _check_maps(second, "second")
-    if fx.shape != sx.shape:
-        raise ValueError(
-            f"cannot compose maps of shapes {fx.shape} and {sx.shape}; both ops must act on "
-            "images of the same size."
-        )
-    height, width = fx.shape
-    design, pinv, index = _affine_fit(height, width)
-    sample = np.stack([fx.ravel()[index], fy.ravel()[index]], axis=1).astype(np.float64)
-    matrix = (pinv @ sample).T  # (2, 3) best-fitting backward affine of `first`
-    sample_residual = float(np.abs(design @ matrix.T - sample).max())
-    near_identity = float(np.abs(matrix[:, :2] - np.eye(2)).max()) < _NEAR_IDENTITY
-    if near_identity and sample_residual >= _AFFINE_EXACT:
-        # Fast path (meshes, elastic): the displacement has a small slope, so interpolating it
-        # directly is accurate and needs no affine split.
-        cols, rows = _rows_and_cols(height, width)
-        rx = cv2.remap(fx - cols, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        ry = cv2.remap(fy - rows, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        rx += sx
-        ry += sy
-        return rx, ry
-    lin_x, lin_y = affine_map(height, width, matrix, base=(sx, sy))
-    ax, ay = affine_map(height, width, matrix)
-    res_x, res_y = fx - ax, fy - ay
-    if max(float(np.abs(res_x).max()), float(np.abs(res_y).max())) < _AFFINE_EXACT:
-        return lin_x, lin_y  # `first` is affine: composed exactly, no interpolation
-    lin_x += cv2.remap(res_x, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    lin_y += cv2.remap(res_y, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return lin_x, lin_y
+# Composition lives in its own module; it is part of this module's API.
+from cxrseg.augment.compose import compose_affine, compose_maps  # noqa: E402
