@@ -1,0 +1,1 @@
+"""Pictures and reports of datasets and results (contact sheets of overlays, ...)."""
