@@ -6,9 +6,10 @@ mask value is one of the input's and labels never blur. Image and masks use the 
 so they stay aligned even where the border is reflected.
 
 Dtypes: uint8, uint16, int16, float32 and float64 images keep their dtype; integer results are
-rounded and saturated by OpenCV, and bicubic overshoot of float images is clipped to the input's
-own value range (and the fill value), so a [0, 1] image stays in [0, 1]. float16 is computed in
-float32. OpenCV quantises source positions to 1/32 px, which is far below what a radiograph shows.
+rounded, and bicubic overshoot is clipped to the input's own value range (and the fill value),
+so a [0, 1] float image stays in [0, 1] and a 12-bit image in uint16 stays below 4096. float16
+is computed in float32. OpenCV quantises source positions to 1/32 px, far below what a
+radiograph shows.
 """
 
 from __future__ import annotations
@@ -99,18 +100,33 @@ def _reflect_index(index: np.ndarray, size: int) -> np.ndarray:
     return np.where(index >= size, period - 1 - index, index)
 
 
+def _channel_groups(channels: int) -> list[slice]:
+    """Split channels into OpenCV calls of 4, 3 or 1 channels.
+
+    OpenCV 5's two-channel remap takes a slower, less exact path (positions quantised to
+    1/32 px where one-channel float remap is exact), so pairs go one channel at a time.
+    """
+    groups, start = [], 0
+    while start < channels:
+        left = channels - start
+        size = _MAX_CHANNELS if left >= _MAX_CHANNELS else (3 if left == 3 else 1)
+        groups.append(slice(start, start + size))
+        start += size
+    return groups
+
+
 def _cv_remap(
     image: np.ndarray, mx: np.ndarray, my: np.ndarray, flag: int, border_flag: int, fill: float
 ) -> np.ndarray:
-    channels = 1 if image.ndim == 2 else image.shape[2]
-    if channels <= _MAX_CHANNELS:
-        out = cv2.remap(image, mx, my, flag, borderMode=border_flag, borderValue=(fill,) * 4)
-        return out.reshape(*mx.shape, channels) if image.ndim == 3 else out
-    parts = [
-        _cv_remap(image[..., i : i + _MAX_CHANNELS], mx, my, flag, border_flag, fill)
-        for i in range(0, channels, _MAX_CHANNELS)
-    ]
-    return np.concatenate(parts, axis=2)
+    border_value = (fill,) * 4
+    if image.ndim == 2:
+        return cv2.remap(image, mx, my, flag, borderMode=border_flag, borderValue=border_value)
+    parts = []
+    for group in _channel_groups(image.shape[2]):
+        part = np.ascontiguousarray(image[..., group])
+        out = cv2.remap(part, mx, my, flag, borderMode=border_flag, borderValue=border_value)
+        parts.append(out.reshape(*mx.shape, -1))
+    return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=2)
 
 
 def remap(
@@ -133,9 +149,9 @@ def remap(
         fill: Value of outside pixels with ``border="constant"``; must fit the dtype.
 
     Returns:
-        (H', W') or (H', W', C) array of the input dtype. Bicubic results of float images are
-        clipped to ``[min(image.min(), fill), max(image.max(), fill)]``; integer results are
-        rounded and saturated.
+        (H', W') or (H', W', C) array of the input dtype. Integer results are rounded. Bicubic
+        results are clipped to ``[min(image.min(), fill), max(image.max(), fill)]`` (``fill``
+        only with the constant border), so overshoot never leaves the input's value range.
 
     Raises:
         TypeError: If ``image`` is not an array or its dtype cannot be interpolated.
@@ -169,11 +185,11 @@ def remap(
         )
     src = np.ascontiguousarray(image)
     out = _cv_remap(src, mx, my, flag, border_flag, fill)
-    if interpolation == "bicubic" and image.dtype.kind == "f":
+    if interpolation == "bicubic":
         lo, hi = float(np.nanmin(src)), float(np.nanmax(src))
         if border == "constant":
             lo, hi = min(lo, fill), max(hi, fill)
-        np.clip(out, lo, hi, out=out)
+        np.clip(out, np.asarray(lo).astype(out.dtype), np.asarray(hi).astype(out.dtype), out=out)
     return out
 
 
@@ -195,7 +211,7 @@ def _mask_items(masks: Any) -> list[tuple[str, np.ndarray]]:
 def _warp_masks(
     arrays: list[np.ndarray], mx: np.ndarray, my: np.ndarray, border: str
 ) -> list[np.ndarray]:
-    """Nearest-sample masks, stacking 2-D masks of one dtype so OpenCV does up to 4 per call."""
+    """Nearest-sample masks, stacking 2-D masks of one dtype so OpenCV does 3 or 4 per call."""
     out: list[np.ndarray | None] = [None] * len(arrays)
     groups: dict[np.dtype, list[int]] = {}
     for i, array in enumerate(arrays):
@@ -204,8 +220,8 @@ def _warp_masks(
         else:
             out[i] = remap(array, mx, my, "nearest", border, 0)
     for indices in groups.values():
-        for start in range(0, len(indices), _MAX_CHANNELS):
-            chunk = indices[start : start + _MAX_CHANNELS]
+        for group in _channel_groups(len(indices)):
+            chunk = indices[group]
             if len(chunk) == 1:
                 out[chunk[0]] = remap(arrays[chunk[0]], mx, my, "nearest", border, 0)
                 continue
