@@ -1,4 +1,4 @@
-"""Pipeline: invariants over every spatial transform, replay, determinism, torch, YAML, bad input."""
+"""Pipeline: invariants of every spatial transform, replay, determinism, torch, YAML, bad input."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def _blobs(seed: int, values: tuple[int, ...] = (0, 3, 7)) -> np.ndarray:
 
 
 def _smooth_image(seed: int = 0) -> np.ndarray:
-    """float32 (H, W) in [0, 1], smooth, so interpolation differences between backends stay small."""
+    """Smooth float32 (H, W) in [0, 1]: interpolation differences between backends stay small."""
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0 : SIZE[0], 0 : SIZE[1]].astype(np.float32)
     image = np.zeros(SIZE, dtype=np.float32)
@@ -124,8 +124,8 @@ def _full_pipeline(seed: int = 0) -> Pipeline:
 
 
 def test_replay_of_recorded_parameters_gives_the_same_sample() -> None:
-    pipeline, image, masks = _full_pipeline(), _smooth_image(), {"left_lung": _blobs(5),
-                                                                  "right_lung": _blobs(6)}  # fmt: skip
+    pipeline, image = _full_pipeline(), _smooth_image()
+    masks = {"left_lung": _blobs(5), "right_lung": _blobs(6)}
     out_image, out_masks, params = pipeline.apply_with_params(image, masks, index=4, epoch=2)
     recorded = json.loads(json.dumps(params))  # as stored in a manifest
     again_image, again_masks = pipeline.replay(image, masks, recorded)
@@ -322,6 +322,13 @@ def _batch(n: int = 4) -> tuple[np.ndarray, np.ndarray]:
 TORCH_PIPELINES = {
     "random_distortion": lambda: Pipeline(seed=1).random_distortion(0.75, 4, 4, 3),
     "composed": lambda: Pipeline(seed=2).rotate(1, 10, 10).zoom(1, 0.9, 1.1).flip_left_right(0.5),
+    "affine_mesh_affine": lambda: (
+        Pipeline(seed=4, border="reflect")
+        .rotate(1, 10, 10)
+        .random_distortion(1, 4, 4, 3)
+        .flip_left_right(0.5)
+    ),
+    "bicubic_elastic": lambda: Pipeline(seed=5, interpolation="bicubic").elastic(1, 8.0, 4.0),
     "mixed": lambda: (
         Pipeline(seed=3)
         .gaussian_distortion(1, 4, 4, 3.0, "bell", "in")
@@ -357,8 +364,9 @@ def test_batch_does_not_depend_on_the_batch_size() -> None:
     images, masks = (torch.from_numpy(a) for a in _batch())
     whole, whole_masks = pipeline.batch(images[:, None], masks, epoch=1)
     for i in range(4):
-        one, one_masks = pipeline.batch(images[i : i + 1, None], masks[i : i + 1], indices=[i],
-                                        epoch=1)  # fmt: skip
+        one, one_masks = pipeline.batch(
+            images[i : i + 1, None], masks[i : i + 1], indices=[i], epoch=1
+        )
         assert torch.allclose(one[0], whole[i], atol=1e-6)
         assert torch.equal(one_masks[0], whole_masks[i])
 
@@ -366,8 +374,11 @@ def test_batch_does_not_depend_on_the_batch_size() -> None:
 def test_batch_swaps_named_left_right_channels() -> None:
     torch = pytest.importorskip("torch")
     images, masks = (torch.from_numpy(a) for a in _batch(1))
-    _, out = Pipeline().flip_left_right(1).batch(images[:, None], masks,
-                                                 labels=["left_lung", "right_lung"])  # fmt: skip
+    _, out = (
+        Pipeline()
+        .flip_left_right(1)
+        .batch(images[:, None], masks, labels=["left_lung", "right_lung"])
+    )
     assert torch.equal(out[0, 0], masks[0, 1].flip(-1))
     assert torch.equal(out[0, 1], masks[0, 0].flip(-1))
 

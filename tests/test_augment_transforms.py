@@ -195,7 +195,7 @@ def test_intensity_numpy_and_torch_agree(op: T.IntensityTransform, params: dict)
     expected = op.apply(image, params)
     got = op.apply_torch(torch.from_numpy(image)[None, None], [params])[0, 0].numpy()
     assert expected.dtype == np.float32
-    assert 0.0 <= expected.min() and expected.max() <= 1.0
+    assert expected.min() >= 0.0 and expected.max() <= 1.0
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
 

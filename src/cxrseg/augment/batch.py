@@ -1,10 +1,11 @@
 """``Pipeline.batch``: the pipeline's samples on torch tensors, geometry on their device.
 
-Parameters are drawn on the CPU from the same per-sample generators as ``Pipeline.__call__``;
-runs of consecutive spatial operations become one sampling grid per sample and one
-``grid_sample`` call for the batch; intensity operations run vectorised in torch. When a run is
-a single mesh distortion (the Augmentor case), the grid is built from the displacements
-directly on the device; otherwise the composed maps are built with NumPy and moved there.
+Parameters are drawn on the CPU from the same per-sample generators as ``Pipeline.__call__``
+(small: numbers, displacements, matrices); runs of consecutive spatial operations become one
+sampling grid per sample and one ``grid_sample`` call for the batch. Mesh distortions and
+affine transforms (merged into one matrix per run, as in the NumPy path) are built on the
+tensors' device and composed there; elastic fields are made on the CPU, as in the NumPy path,
+and moved. Intensity operations run vectorised in torch.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cxrseg.augment import transforms as T
-from cxrseg.augment.base import Params
+from cxrseg.augment.base import Params, RandomTransform
 from cxrseg.errors import InputError
 
 if TYPE_CHECKING:
@@ -55,6 +56,89 @@ def _check_tensors(images: object, masks: object) -> None:
         )
 
 
+def _segments(ops: Sequence[RandomTransform], positions: list[int]) -> list[list[int]]:
+    """``positions`` split into runs of affine ops and single other ops."""
+    segments: list[list[int]] = []
+    for j in positions:
+        affine_run = bool(segments) and isinstance(ops[segments[-1][-1]], T.AffineTransform)
+        if isinstance(ops[j], T.AffineTransform) and affine_run:
+            segments[-1].append(j)
+        else:
+            segments.append([j])
+    return segments
+
+
+def _segment_matrices(
+    ops: Sequence[RandomTransform],
+    params: list[list[Params]],
+    segment: list[int],
+    height: int,
+    width: int,
+) -> np.ndarray:
+    """Backward matrices (N, 2, 3) of a run of affine ops; identity where none applied."""
+    from cxrseg.augment import functional as F
+
+    matrices = np.zeros((len(params), 2, 3))
+    for i, p in enumerate(params):
+        matrix = np.eye(3)[:2]
+        for j in segment:
+            op = ops[j]
+            if p[j]["applied"] and isinstance(op, T.AffineTransform):
+                matrix = F.compose_affine(matrix, op.matrix(p[j], height, width))
+        matrices[i] = matrix
+    return matrices
+
+
+def _affine_then(matrices: np.ndarray, grid: torch.Tensor) -> torch.Tensor:
+    """Grid of "affine ``matrices`` (N, 2, 3), then ``grid``": the matrices applied exactly to
+    the grid's positions (as ``functional.compose_maps`` does for an affine first map)."""
+    import torch
+
+    from cxrseg.augment.torch_backend import grid_to_maps, maps_to_grid
+
+    map_x, map_y = grid_to_maps(grid)
+    m = torch.from_numpy(matrices).to(grid.device, torch.float32)[:, :, :, None, None]
+    x = m[:, 0, 0] * map_x + m[:, 0, 1] * map_y + m[:, 0, 2]
+    y = m[:, 1, 0] * map_x + m[:, 1, 1] * map_y + m[:, 1, 2]
+    return maps_to_grid(x, y)
+
+
+def _segment_grid(
+    ops: Sequence[RandomTransform],
+    params: list[list[Params]],
+    segment: list[int],
+    height: int,
+    width: int,
+    device: torch.device,
+) -> torch.Tensor:
+    """Grid (N, H, W, 2) of one segment; samples that skip every op get the identity."""
+    import torch
+
+    from cxrseg.augment import functional as F
+    from cxrseg.augment.torch_backend import affine_grid_batch, maps_to_grid, mesh_grid_batch
+
+    first = ops[segment[0]]
+    if isinstance(first, T.AffineTransform):
+        matrices = _segment_matrices(ops, params, segment, height, width)
+        return affine_grid_batch(height, width, torch.from_numpy(matrices), device)
+    (j,) = segment
+    if isinstance(first, T.RandomDistortion | T.GaussianDistortion):
+        shape = (len(params), first.grid_height - 1, first.grid_width - 1, 2)
+        displacements = np.zeros(shape, dtype=np.float32)
+        for i, p in enumerate(params):
+            if p[j]["applied"]:
+                displacements[i] = np.asarray(p[j]["displacements"], dtype=np.float32)
+        d = torch.from_numpy(displacements).to(device)
+        return mesh_grid_batch(height, width, first.grid_width, first.grid_height, d, device)
+    if not isinstance(first, T.SpatialTransform):
+        raise TypeError(f"{first.name} is not a spatial transform.")
+    grids = []  # other fields (elastic) are made on the CPU, as in the NumPy path
+    for p in params:
+        maps = first.maps(p[j], height, width) if p[j]["applied"] else F.identity_map(height, width)
+        grids.append(maps_to_grid(*maps))
+    return torch.cat(grids).to(device)
+
+
 def _group_grid(
     pipeline: Pipeline,
     group: list[int],
@@ -63,36 +147,31 @@ def _group_grid(
     width: int,
     device: torch.device,
 ) -> torch.Tensor | None:
-    """Sampling grid (N, H, W, 2) for the spatial operations ``group``, or None if none applied."""
+    """One grid (N, H, W, 2) for the consecutive spatial ops ``group``; None if none applied.
+
+    Runs of affine ops become one matrix per sample, as in the NumPy path; a leading matrix is
+    applied exactly to the next grid's positions, other segments are composed on the device
+    with :func:`cxrseg.augment.torch_backend.compose_grids`.
+    """
     import torch
 
-    from cxrseg.augment import functional as F
-    from cxrseg.augment.torch_backend import maps_to_grid, mesh_grid_batch
+    from cxrseg.augment.torch_backend import affine_grid_batch, compose_grids
 
     ops = pipeline.operations
-    applied = [[j for j in group if p[j]["applied"]] for p in params]
-    used = {j for js in applied for j in js}
-    if not used:
-        return None
-    if len(used) == 1 and all(len(js) <= 1 for js in applied):
-        (j,) = used
-        op = ops[j]
-        if isinstance(op, T.RandomDistortion | T.GaussianDistortion):
-            shape = (len(params), op.grid_height - 1, op.grid_width - 1, 2)
-            displacements = np.zeros(shape, dtype=np.float32)
-            for i, p in enumerate(params):
-                if p[j]["applied"]:
-                    displacements[i] = np.asarray(p[j]["displacements"], dtype=np.float32)
-            d = torch.from_numpy(displacements).to(device)
-            return mesh_grid_batch(height, width, op.grid_width, op.grid_height, d, device)
-    grids = []
-    for p, js in zip(params, applied, strict=True):
-        maps = F.identity_map(height, width) if not js else None
-        for j in js:
-            step = ops[j].maps(p[j], height, width)  # type: ignore[attr-defined]
-            maps = step if maps is None else F.compose_maps(maps, step)
-        grids.append(torch.as_tensor(maps_to_grid(*maps)).reshape(height, width, 2))
-    return torch.stack(grids).to(device)
+    used = [j for j in group if any(p[j]["applied"] for p in params)]
+    grid: torch.Tensor | None = None
+    leading: np.ndarray | None = None  # affine matrices applied before any grid
+    for segment in _segments(ops, used):
+        if grid is None and isinstance(ops[segment[0]], T.AffineTransform):
+            leading = _segment_matrices(ops, params, segment, height, width)
+            continue
+        g = _segment_grid(ops, params, segment, height, width, device)
+        if leading is not None:
+            g, leading = _affine_then(leading, g), None
+        grid = g if grid is None else compose_grids(grid, g)
+    if leading is not None:
+        grid = affine_grid_batch(height, width, torch.from_numpy(leading), device)
+    return grid
 
 
 def apply_batch(
@@ -124,12 +203,6 @@ def apply_batch(
                 hint="name every mask channel once, in order.",
             )
         pipeline._check_sides(labels)
-    if pipeline.border != "constant" or pipeline.fill != 0.0:
-        raise InputError(
-            f"Pipeline.batch supports border='constant' with fill=0, not border="
-            f"{pipeline.border!r}, fill={pipeline.fill!r}.",
-            hint="use the default border for tensors, or augment NumPy arrays with the pipeline.",
-        )
     params = [pipeline.sample_params(height, width, index=i, epoch=epoch) for i in indices]
     x, m = images, masks
     group: list[int] = []
@@ -138,7 +211,14 @@ def apply_batch(
         nonlocal x, m
         grid = _group_grid(pipeline, group, params, height, width, images.device)
         if grid is not None:
-            x, m = warp_batch(x, m, grid.to(x.dtype), interpolation=pipeline.interpolation)
+            x, m = warp_batch(
+                x,
+                m,
+                grid,
+                interpolation=pipeline.interpolation,
+                border=pipeline.border,
+                fill=pipeline.fill,
+            )
         group.clear()
 
     for j, op in enumerate(pipeline.operations):

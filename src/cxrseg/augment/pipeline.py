@@ -21,12 +21,21 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from cxrseg.augment import transforms as T
 from cxrseg.augment.base import Params, RandomTransform, check_choice
+from cxrseg.augment.methods import PipelineMethods
+from cxrseg.augment.targets import (
+    Masks,
+    check_index,
+    image_from_float,
+    image_to_float,
+    mask_list,
+    rebuild_masks,
+)
 from cxrseg.errors import InputError
 
 if TYPE_CHECKING:
@@ -42,83 +51,39 @@ FORMAT_VERSION = 1
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
 BORDERS = ("constant", "reflect")
 
-Masks = Union[Mapping[str, np.ndarray], Sequence[np.ndarray], None]  # noqa: UP007
-"""Masks travel as a dict name -> (H, W) array or a list of (H, W) arrays; same container back."""
 
-_SCALE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+def chain_maps(
+    steps: Sequence[tuple[T.SpatialTransform, Params]], height: int, width: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """One backward map for spatial steps applied in order, or None when there are none.
 
+    Runs of affine steps are merged into one matrix (exact); the other steps' maps are composed
+    with :func:`cxrseg.augment.functional.compose_maps`, so the data is resampled once.
+    """
+    from cxrseg.augment import functional as F
 
-def _check_index(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
-        raise InputError(
-            f"{name}={value!r} must be a non-negative integer.", hint=f"give {name} as 0, 1, 2, ..."
-        )
-    return int(value)
+    maps: tuple[np.ndarray, np.ndarray] | None = None
+    matrix: np.ndarray | None = None
 
+    def then(step: tuple[np.ndarray, np.ndarray]) -> None:
+        nonlocal maps
+        maps = step if maps is None else F.compose_maps(maps, step)
 
-def _image_to_float(image: object) -> np.ndarray:
-    """float32 copy in [0, 1] of a uint8, uint16 or float image (H, W) or (H, W, C)."""
-    if not isinstance(image, np.ndarray):
-        raise TypeError(f"image must be a numpy array, not {type(image).__name__}.")
-    if image.ndim not in (2, 3) or image.size == 0:
-        raise InputError(
-            f"image has shape {image.shape}; expected (H, W) or (H, W, C).",
-            hint="pass one grayscale image as a 2-D array.",
-        )
-    if image.dtype in _SCALE:
-        return image.astype(np.float32) / np.float32(_SCALE[image.dtype])
-    if not np.issubdtype(image.dtype, np.floating):
-        raise InputError(
-            f"image dtype {image.dtype} is not supported.",
-            hint="pass uint8, uint16, or float in [0, 1].",
-        )
-    low, high = float(np.min(image)), float(np.max(image))
-    if low < 0.0 or high > 1.0:
-        raise InputError(
-            f"float image has values in [{low:g}, {high:g}], outside [0, 1].",
-            hint="scale it to [0, 1] (e.g. image / 255) or pass the integer array.",
-        )
-    return image.astype(np.float32)
+    for op, params in steps:
+        if isinstance(op, T.AffineTransform):
+            m = op.matrix(params, height, width)
+            matrix = m if matrix is None else F.compose_affine(matrix, m)
+            continue
+        if matrix is not None:
+            then(F.affine_map(height, width, matrix))
+            matrix = None
+        then(op.maps(params, height, width))
+    if matrix is not None:
+        then(F.affine_map(height, width, matrix))
+    return maps
 
 
-def _image_from_float(image: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    if dtype in _SCALE:
-        scale = _SCALE[dtype]
-        return np.clip(np.rint(image * scale), 0, scale).astype(dtype)
-    return image.astype(dtype)
-
-
-def _mask_list(masks: Masks, shape: tuple[int, int]) -> tuple[list[np.ndarray], list[str] | None]:
-    """Masks as a list of uint8-compatible arrays plus their names (None for a list)."""
-    if masks is None:
-        return [], None
-    names: list[str] | None
-    if isinstance(masks, Mapping):
-        names, arrays = [str(k) for k in masks], list(masks.values())
-    elif isinstance(masks, Sequence) and not isinstance(masks, str | bytes):
-        names, arrays = None, list(masks)
-    else:
-        raise TypeError(f"masks must be a dict or list of arrays, not {type(masks).__name__}.")
-    for i, mask in enumerate(arrays):
-        label = repr(names[i]) if names else f"#{i}"
-        if not isinstance(mask, np.ndarray):
-            raise TypeError(f"mask {label} must be a numpy array, not {type(mask).__name__}.")
-        if mask.shape != shape:
-            raise InputError(
-                f"mask {label} has shape {mask.shape} but the image is {shape}.",
-                hint="give image and masks the same height and width (resize masks with "
-                "nearest-neighbour interpolation).",
-            )
-        if not (np.issubdtype(mask.dtype, np.integer) or mask.dtype == np.bool_):
-            raise InputError(
-                f"mask {label} has dtype {mask.dtype}; masks must hold integer labels, not "
-                "float probabilities.",
-                hint="threshold it first, e.g. (mask > 0.5).astype(np.uint8).",
-            )
-    return arrays, names
-
-
-class Pipeline:
+class Pipeline(PipelineMethods):
     """An ordered list of random transforms with a seed.
 
     Args:
@@ -136,7 +101,7 @@ class Pipeline:
         border: str = "constant",
         fill: float = 0.0,
     ) -> None:
-        self.seed = _check_index("seed", seed)
+        self.seed = check_index("seed", seed)
         self.interpolation = check_choice(
             "Pipeline", "interpolation", interpolation, INTERPOLATIONS
         )
@@ -155,91 +120,6 @@ class Pipeline:
         self.operations.append(transform)
         return self
 
-    def random_distortion(
-        self, probability: float, grid_width: int, grid_height: int, magnitude: int
-    ) -> Pipeline:
-        """Augmentor's elastic mesh distortion; see :class:`~.transforms.RandomDistortion`."""
-        return self.add(T.RandomDistortion(probability, grid_width, grid_height, magnitude))
-
-    def gaussian_distortion(
-        self,
-        probability: float,
-        grid_width: int,
-        grid_height: int,
-        magnitude: float,
-        corner: str,
-        method: str,
-        mex: float = 0.5,
-        mey: float = 0.5,
-        sdx: float = 0.05,
-        sdy: float = 0.05,
-    ) -> Pipeline:
-        """Augmentor's Gaussian mesh distortion; see :class:`~.transforms.GaussianDistortion`."""
-        return self.add(
-            T.GaussianDistortion(
-                probability, grid_width, grid_height, magnitude, corner, method, mex, mey, sdx, sdy
-            )
-        )
-
-    def elastic(self, probability: float, alpha: float = 34.0, sigma: float = 4.0) -> Pipeline:
-        """Smooth random displacement field; see :class:`~.transforms.Elastic`."""
-        return self.add(T.Elastic(probability, alpha, sigma))
-
-    def rotate(
-        self,
-        probability: float,
-        max_left_rotation: float,
-        max_right_rotation: float,
-        crop: bool = True,
-    ) -> Pipeline:
-        """Rotation, cropped like Augmentor's; see :class:`~.transforms.Rotate`."""
-        return self.add(T.Rotate(probability, max_left_rotation, max_right_rotation, crop))
-
-    def zoom(self, probability: float, min_factor: float, max_factor: float) -> Pipeline:
-        """Central zoom; see :class:`~.transforms.Zoom`."""
-        return self.add(T.Zoom(probability, min_factor, max_factor))
-
-    def translate(self, probability: float, max_x: float = 0.1, max_y: float = 0.1) -> Pipeline:
-        """Shift by fractions of the size; see :class:`~.transforms.Translate`."""
-        return self.add(T.Translate(probability, max_x, max_y))
-
-    def flip_left_right(self, probability: float, swap_left_right: bool = True) -> Pipeline:
-        """Mirror left-right, swapping left/right masks; see :class:`~.transforms.FlipLeftRight`."""
-        return self.add(T.FlipLeftRight(probability, swap_left_right))
-
-    def flip_top_bottom(self, probability: float) -> Pipeline:
-        """Mirror top-bottom."""
-        return self.add(T.FlipTopBottom(probability))
-
-    def brightness(self, probability: float, min_factor: float, max_factor: float) -> Pipeline:
-        """Multiply intensities; see :class:`~.intensity.Brightness`."""
-        return self.add(T.Brightness(probability, min_factor, max_factor))
-
-    def contrast(self, probability: float, min_factor: float, max_factor: float) -> Pipeline:
-        """Stretch about the mean; see :class:`~.intensity.Contrast`."""
-        return self.add(T.Contrast(probability, min_factor, max_factor))
-
-    random_brightness = brightness
-    random_contrast = contrast
-
-    def gamma(self, probability: float, min_gamma: float, max_gamma: float) -> Pipeline:
-        """Power law; see :class:`~.intensity.Gamma`."""
-        return self.add(T.Gamma(probability, min_gamma, max_gamma))
-
-    def gaussian_noise(self, probability: float, min_std: float, max_std: float) -> Pipeline:
-        """Additive noise; see :class:`~.intensity.GaussianNoise`."""
-        return self.add(T.GaussianNoise(probability, min_std, max_std))
-
-    def blur(self, probability: float, min_sigma: float, max_sigma: float) -> Pipeline:
-        """Gaussian blur; see :class:`~.intensity.Blur`."""
-        return self.add(T.Blur(probability, min_sigma, max_sigma))
-
-    def local_contrast(
-        self, probability: float, min_amount: float, max_amount: float, sigma: float = 8.0
-    ) -> Pipeline:
-        """Local contrast enhancement; see :class:`~.intensity.LocalContrast`."""
-        return self.add(T.LocalContrast(probability, min_amount, max_amount, sigma))
-
     # --- parameters -----------------------------------------------------------------------
 
     def generators(self, index: int = 0, epoch: int = 0) -> list[np.random.Generator]:
@@ -249,7 +129,7 @@ class Pipeline:
         at the end leaves the draws of the others unchanged.
         """
         root = np.random.SeedSequence(
-            [self.seed, _check_index("epoch", epoch), _check_index("index", index)]
+            [self.seed, check_index("epoch", epoch), check_index("index", index)]
         )
         return [np.random.default_rng(child) for child in root.spawn(len(self.operations))]
 
@@ -335,60 +215,44 @@ class Pipeline:
         self, image: np.ndarray, masks: Masks, params: Sequence[Params]
     ) -> tuple[np.ndarray, Any]:
         """Apply recorded parameters (from :meth:`sample_params` or a manifest) to an image."""
-        from cxrseg.augment import functional as F
         from cxrseg.augment.resample import warp
 
         self._check_params(params)
-        x = _image_to_float(image)
+        x = image_to_float(image)
         height, width = x.shape[:2]
-        arrays, names = _mask_list(masks, (height, width))
+        arrays, names = mask_list(masks, (height, width))
         self._check_sides(names)
         bools = [m.dtype == np.bool_ for m in arrays]
         arrays = [m.astype(np.uint8) if b else m for m, b in zip(arrays, bools, strict=True)]
-        pending: tuple[np.ndarray, np.ndarray] | None = None
+        pending: list[tuple[T.SpatialTransform, Params]] = []
         flips = 0
 
         def flush() -> None:
-            nonlocal x, arrays, pending
-            if pending is not None:
+            nonlocal x, arrays
+            maps = chain_maps(pending, height, width)
+            if maps is not None:
                 x, arrays = warp(
                     x,
                     arrays,
-                    pending,
+                    maps,
                     interpolation=self.interpolation,
                     border=self.border,
                     fill=self.fill,
                 )
-                pending = None
+            pending.clear()
 
         for op, p in zip(self.operations, params, strict=True):
             if not p["applied"]:
                 continue
             if isinstance(op, T.SpatialTransform):
-                maps = op.maps(p, height, width)
-                pending = maps if pending is None else F.compose_maps(pending, maps)
+                pending.append((op, p))
                 flips += isinstance(op, T.FlipLeftRight)
             elif isinstance(op, T.IntensityTransform):
                 flush()
                 x = op.apply(x, p)
         flush()
         arrays = [m.astype(bool) if b else m for m, b in zip(arrays, bools, strict=True)]
-        return _image_from_float(x, image.dtype), self._rebuild(
-            masks, arrays, names, flips % 2 == 1
-        )
-
-    @staticmethod
-    def _rebuild(
-        masks: Masks, arrays: list[np.ndarray], names: list[str] | None, swap: bool
-    ) -> Any:
-        if masks is None:
-            return None
-        if names is None:
-            return type(masks)(arrays) if isinstance(masks, tuple) else arrays
-        by_name = dict(zip(names, arrays, strict=True))
-        if swap:
-            by_name = {T.swap_left_right_name(n): a for n, a in by_name.items()}
-        return {n: by_name[n] for n in names}
+        return image_from_float(x, image.dtype), rebuild_masks(masks, arrays, names, flips % 2 == 1)
 
     def sample(
         self, n: int, source: Sequence[tuple[np.ndarray, Masks]] | Dataset, *, epoch: int = 0
@@ -409,7 +273,7 @@ class Pipeline:
         self, n: int, source: Sequence[tuple[np.ndarray, Masks]] | Dataset, *, epoch: int = 0
     ) -> Iterator[tuple[np.ndarray, Any]]:
         """Generator form of :meth:`sample`: pairs are loaded and augmented one at a time."""
-        n = _check_index("n", n)
+        n = check_index("n", n)
         cases = getattr(source, "cases", None)
         count = len(cases) if cases is not None else len(source)  # type: ignore[arg-type]
         if count == 0 and n > 0:
@@ -418,6 +282,7 @@ class Pipeline:
                 hint="give at least one (image, masks) pair.",
             )
         for k in range(n):
+            masks: Masks
             if cases is not None:
                 from cxrseg.data import load_case
 

@@ -55,6 +55,7 @@ __all__ = [
     "Gamma",
     "GaussianDistortion",
     "GaussianNoise",
+    "AffineTransform",
     "IntensityTransform",
     "LocalContrast",
     "RandomDistortion",
@@ -80,6 +81,18 @@ class SpatialTransform(RandomTransform):
     def maps(self, params: Params, height: int, width: int) -> Maps:
         """Backward map ``(map_x, map_y)``, each float32 (H, W), for an applied sample."""
         raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class AffineTransform(SpatialTransform):
+    """Base of the affine transforms: runs of them are merged into one matrix, exactly."""
+
+    def matrix(self, params: Params, height: int, width: int) -> np.ndarray:
+        """Backward (output -> source) 2 x 3 matrix in pixel-index units, for an applied sample."""
+        raise NotImplementedError
+
+    def maps(self, params: Params, height: int, width: int) -> Maps:
+        return F.affine_map(height, width, self.matrix(params, height, width))
 
 
 @dataclass(frozen=True)
@@ -210,7 +223,7 @@ class Elastic(SpatialTransform):
 
 
 @dataclass(frozen=True)
-class Rotate(SpatialTransform):
+class Rotate(AffineTransform):
     """Rotation by an angle uniform in ``[-max_left_rotation, max_right_rotation]`` degrees.
 
     Positive angles turn the image clockwise. With ``crop`` (Augmentor's ``rotate``), the
@@ -233,19 +246,18 @@ class Rotate(SpatialTransform):
     def draw(self, rng: np.random.Generator, height: int, width: int) -> Params:
         return {"angle": rng.uniform(-self.max_left_rotation, self.max_right_rotation)}
 
-    def maps(self, params: Params, height: int, width: int) -> Maps:
+    def matrix(self, params: Params, height: int, width: int) -> np.ndarray:
         angle = float(params["angle"])
         scale = 1.0
         if self.crop:
             a = math.radians(abs(angle))
             c, s = math.cos(a), math.sin(a)
             scale = 1.0 / min(width / (width * c + height * s), height / (width * s + height * c))
-        matrix = F.affine_matrix(height, width, rotation=angle, scale=scale)
-        return F.affine_map(height, width, matrix)
+        return F.affine_matrix(height, width, rotation=angle, scale=scale)
 
 
 @dataclass(frozen=True)
-class Zoom(SpatialTransform):
+class Zoom(AffineTransform):
     """Scaling about the centre by a factor uniform in ``[min_factor, max_factor]``; >1 zooms in."""
 
     name: ClassVar[str] = "zoom"
@@ -268,13 +280,12 @@ class Zoom(SpatialTransform):
     def draw(self, rng: np.random.Generator, height: int, width: int) -> Params:
         return {"factor": rng.uniform(self.min_factor, self.max_factor)}
 
-    def maps(self, params: Params, height: int, width: int) -> Maps:
-        matrix = F.affine_matrix(height, width, scale=float(params["factor"]))
-        return F.affine_map(height, width, matrix)
+    def matrix(self, params: Params, height: int, width: int) -> np.ndarray:
+        return F.affine_matrix(height, width, scale=float(params["factor"]))
 
 
 @dataclass(frozen=True)
-class Translate(SpatialTransform):
+class Translate(AffineTransform):
     """Shift by up to ``max_x`` of the width and ``max_y`` of the height (uniform, both signs).
 
     ``params`` keep the shift as fractions of the image size (``x``, ``y``).
@@ -295,13 +306,13 @@ class Translate(SpatialTransform):
             "y": rng.uniform(-self.max_y, self.max_y),
         }
 
-    def maps(self, params: Params, height: int, width: int) -> Maps:
+    def matrix(self, params: Params, height: int, width: int) -> np.ndarray:
         shift = (float(params["x"]) * width, float(params["y"]) * height)
-        return F.affine_map(height, width, F.affine_matrix(height, width, translate=shift))
+        return F.affine_matrix(height, width, translate=shift)
 
 
 @dataclass(frozen=True)
-class FlipLeftRight(SpatialTransform):
+class FlipLeftRight(AffineTransform):
     """Mirror left-right. Masks named ``left_*``/``right_*`` swap names, so labels stay anatomical.
 
     With ``swap_left_right=False`` a pipeline refuses masks whose names say left or right, since
@@ -317,18 +328,18 @@ class FlipLeftRight(SpatialTransform):
                 f"flip_left_right: swap_left_right={self.swap_left_right!r} must be True or False."
             )
 
-    def maps(self, params: Params, height: int, width: int) -> Maps:
-        return F.flip_map(height, width, horizontal=True)
+    def matrix(self, params: Params, height: int, width: int) -> np.ndarray:
+        return np.array([[-1.0, 0.0, width - 1.0], [0.0, 1.0, 0.0]])
 
 
 @dataclass(frozen=True)
-class FlipTopBottom(SpatialTransform):
+class FlipTopBottom(AffineTransform):
     """Mirror top-bottom."""
 
     name: ClassVar[str] = "flip_top_bottom"
 
-    def maps(self, params: Params, height: int, width: int) -> Maps:
-        return F.flip_map(height, width, vertical=True)
+    def matrix(self, params: Params, height: int, width: int) -> np.ndarray:
+        return np.array([[1.0, 0.0, 0.0], [0.0, -1.0, height - 1.0]])
 
 
 _SIDE = re.compile(r"(?<![a-z])(left|right)(?![a-z])", re.IGNORECASE)
