@@ -192,6 +192,7 @@ def inspect_command(
         list[str] | None,
         typer.Option(
             "--mask-suffix",
+            metavar="SUFFIX",
             help="Suffix removed from mask names to get the case id (repeatable; replaces "
             "the defaults _mask, -mask, _label, _seg).",
         ),

@@ -149,8 +149,24 @@ class Case:
         return list(seen)
 
 
+class ProblemList:
+    """Mixin for records holding ``problems``: split them by severity."""
+
+    problems: list[Problem]
+
+    @property
+    def errors(self) -> list[Problem]:
+        """Problems of severity ``"error"``."""
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        """Problems of severity ``"warning"``."""
+        return [p for p in self.problems if p.severity == "warning"]
+
+
 @dataclass
-class Dataset:
+class Dataset(ProblemList):
     """Cases found in a folder, how they were found, and what was wrong.
 
     Attributes:
@@ -180,16 +196,6 @@ class Dataset:
     def case_ids(self) -> list[str]:
         """Ids of the cases, in natural order."""
         return [case.case_id for case in self.cases]
-
-    @property
-    def errors(self) -> list[Problem]:
-        """Problems of severity ``"error"``."""
-        return [p for p in self.problems if p.severity == "error"]
-
-    @property
-    def warnings(self) -> list[Problem]:
-        """Problems of severity ``"warning"``."""
-        return [p for p in self.problems if p.severity == "warning"]
 
     def case(self, case_id: str) -> Case:
         """Return the case called ``case_id``.

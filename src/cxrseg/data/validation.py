@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from cxrseg.data.dataset import Case, Dataset, Problem
+from cxrseg.data.dataset import Case, Dataset, Problem, ProblemList
 from cxrseg.data.loading import (
     check_mask_values,
     foreground,
@@ -109,7 +109,7 @@ class CaseStats:
 
 
 @dataclass
-class ValidationReport:
+class ValidationReport(ProblemList):
     """Result of :func:`validate`: per-case statistics and every problem, in case order.
 
     Attributes:
@@ -121,16 +121,6 @@ class ValidationReport:
     dataset: Dataset
     cases: list[CaseStats]
     problems: list[Problem]
-
-    @property
-    def errors(self) -> list[Problem]:
-        """Problems of severity ``"error"``."""
-        return [p for p in self.problems if p.severity == "error"]
-
-    @property
-    def warnings(self) -> list[Problem]:
-        """Problems of severity ``"warning"``."""
-        return [p for p in self.problems if p.severity == "warning"]
 
     @property
     def valid_cases(self) -> list[Case]:
