@@ -40,3 +40,10 @@ __all__ = [
     "tile_edges",
     "warp",
 ]
+
+# Random transforms, the Pipeline (Augmentor's method names) and the offline augment-to-disk job.
+from cxrseg.augment.offline import augment_dataset  # noqa: E402
+from cxrseg.augment.pipeline import Pipeline  # noqa: E402
+from cxrseg.augment.transforms import TRANSFORMS  # noqa: E402
+
+__all__ += ["TRANSFORMS", "Pipeline", "augment_dataset"]
