@@ -214,13 +214,13 @@ def _warp_images(
         raise TypeError(f"cannot interpolate images of dtype {dtype}; convert them to float32.")
     x = images.to(_working_dtype(dtype))
     out = _sample(x, grid, mode, border, fill)
+    if mode == "bicubic":  # overshoot stays within each sample's input range, as in NumPy
+        lo = x.amin(dim=(1, 2, 3), keepdim=True)
+        hi = x.amax(dim=(1, 2, 3), keepdim=True)
+        if border == "constant":
+            lo, hi = lo.clamp(max=fill), hi.clamp(min=fill)
+        out = torch.maximum(torch.minimum(out, hi), lo)
     if dtype.is_floating_point:
-        if mode == "bicubic":
-            lo = x.amin(dim=(1, 2, 3), keepdim=True)
-            hi = x.amax(dim=(1, 2, 3), keepdim=True)
-            if border == "constant":
-                lo, hi = lo.clamp(max=fill), hi.clamp(min=fill)
-            out = torch.maximum(torch.minimum(out, hi), lo)
         return out
     info = torch.iinfo(dtype)
     return out.round().clamp(info.min, info.max).to(dtype)
@@ -246,7 +246,8 @@ def warp_batch(
 
     Returns:
         ``(images, masks)`` of shapes (N, C, H', W') and (N, K, H', W'), input dtypes, on the
-        images' device. Bicubic float results are clipped per sample to the input's range.
+        images' device. Bicubic results are clipped per sample to the input's value range (and
+        ``fill``).
     """
     if interpolation not in _MODES:
         raise ValueError(
