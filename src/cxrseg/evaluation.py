@@ -1,0 +1,316 @@
+"""Evaluate predicted masks against reference masks: per-case CSV, summary JSON, HTML report.
+
+:func:`evaluate` pairs the prediction cases with the reference cases by case id, checks that ids,
+structures and sizes agree (every mismatch is listed by name), computes
+:func:`cxrseg.metrics.segmentation_metrics` per case and structure, and writes three files:
+
+``out/cases.csv``
+    One row per case and structure: ``id, structure, dice, jaccard, hd95, mcd`` and, when the
+    pixel spacing of some reference image is known, ``hd95_mm, mcd_mm``. Distances without a
+    value (one mask empty; mm for an image of unknown spacing) are empty cells.
+``out/summary.json``
+    Per structure and metric: mean, median, std (ddof=0), p05 (5th percentile), n and n_nan
+    (:func:`cxrseg.metrics.summarize`), with the empty-mask rule, the paths and the version.
+``out/report.html``
+    One self-contained page (:mod:`cxrseg.report.html`): summary table, box plots, the worst
+    cases first with overlays, and the full per-case table.
+
+Predictions are read from ``PRED/masks/<structure>/<id>.png`` (what ``cxrseg predict`` writes)
+or the other folders :mod:`cxrseg.pairing` lists. Pixel spacing comes from each reference
+image's header (:func:`cxrseg.io.read_image_info`).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+from cxrseg._version import __version__
+from cxrseg.data import Case, Dataset, discover
+from cxrseg.errors import InputError
+from cxrseg.io import atomic_write
+from cxrseg.metrics import segmentation_metrics, summarize
+from cxrseg.pairing import MismatchError, Pairing, listing
+
+__all__ = [
+    "EMPTY_MASK_RULE",
+    "METRICS",
+    "CaseResult",
+    "EvaluationResult",
+    "MismatchError",
+    "evaluate",
+]
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+
+METRICS = ("dice", "jaccard", "hd95", "mcd")
+"""Metrics of every case; ``hd95_mm`` and ``mcd_mm`` follow when pixel spacing is known."""
+MM_METRICS = ("hd95_mm", "mcd_mm")
+UNITS = {"dice": "", "jaccard": "", "hd95": "px", "mcd": "px", "hd95_mm": "mm", "mcd_mm": "mm"}
+EMPTY_MASK_RULE = (
+    "Both masks empty: Dice = Jaccard = 1 and HD95 = MCD = 0. Exactly one mask empty: "
+    "Dice = Jaccard = 0 and HD95 = MCD undefined (NaN: an empty CSV cell, left out of the "
+    "statistics and counted in n_nan)."
+)
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    """Metrics of one case.
+
+    Attributes:
+        case_id: The case id shared by prediction and reference.
+        metrics: ``{structure: {metric: value}}``; mm metrics are NaN when ``spacing`` is None.
+        spacing: ``(row, col)`` pixel spacing in mm of the reference image, or None.
+    """
+
+    case_id: str
+    metrics: dict[str, dict[str, float]]
+    spacing: tuple[float, float] | None
+
+    @property
+    def mean_dice(self) -> float:
+        """Mean Dice over the evaluated structures (the order of the worst-case table)."""
+        return float(np.mean([row["dice"] for row in self.metrics.values()]))
+
+
+@dataclass
+class EvaluationResult:
+    """What :func:`evaluate` computed and wrote.
+
+    Attributes:
+        cases: One result per evaluated case, in natural id order.
+        structures: Evaluated structures, in column order.
+        metrics: Metric names in the CSV and summary (``METRICS`` plus mm metrics when known).
+        summary: ``{structure: {metric: {"mean", "median", "std", "p05", "n", "n_nan"}}}``.
+        predictions: The prediction folder.
+        references: The reference dataset folder (its images folder for explicit datasets).
+        out: The output folder; ``cases.csv``, ``summary.json`` and ``report.html`` inside.
+        missing_predictions: Reference ids without a usable prediction (``allow_missing``).
+        missing_references: Predicted ids without a reference case (``allow_missing``).
+    """
+
+    cases: list[CaseResult]
+    structures: list[str]
+    metrics: list[str]
+    summary: dict[str, dict[str, dict[str, float]]]
+    predictions: Path
+    references: Path
+    out: Path
+    missing_predictions: list[str] = field(default_factory=list)
+    missing_references: list[str] = field(default_factory=list)
+
+    @property
+    def report_path(self) -> Path:
+        """The HTML report."""
+        return self.out / "report.html"
+
+    def worst(self, n: int | None = None) -> list[CaseResult]:
+        """Cases by ascending mean Dice over structures (ties: id order); the first ``n``."""
+        ranked = sorted(self.cases, key=lambda case: case.mean_dice)
+        return ranked if n is None else ranked[:n]
+
+
+def evaluate(
+    pred_root: str | Path,
+    data: str | Path | Dataset,
+    out: str | Path,
+    *,
+    structures: Sequence[str] | None = None,
+    allow_missing: bool = False,
+    worst: int = 24,
+    progress: Progress | None = None,
+    workers: int = 2,
+) -> EvaluationResult:
+    """Compare predicted masks with reference masks and write the CSV, JSON and HTML report.
+
+    Args:
+        pred_root: Prediction folder (``PRED/masks/<structure>/<id>.png``, see the module doc).
+        data: Reference dataset folder, or a :class:`~cxrseg.data.Dataset` from ``discover``.
+        out: Output folder; must not be one of the input folders or lie inside one.
+        structures: Structures to evaluate (present on both sides); default all, which must
+            then be the same on both sides.
+        allow_missing: Evaluate the ids found on both sides and list the others, instead of
+            raising :class:`MismatchError`.
+        worst: Number of worst cases shown with overlays in the report.
+        progress: Optional ``progress(done, total)`` callback.
+        workers: Threads reading and scoring cases (the results do not depend on it).
+
+    Returns:
+        The per-case metrics, the summary and where the files were written.
+
+    Raises:
+        MismatchError: Ids (unless ``allow_missing``), structures or sizes differ; the message
+            lists them by name.
+        InputError: Missing folders, an output folder inside an input, unreadable files.
+        ValueError: ``worst`` below 0 or ``workers`` below 1.
+    """
+    if isinstance(structures, str):
+        raise TypeError(
+            f"structures must be a list of names, got the string {structures!r}; "
+            f"pass {structures.split(',')!r}"
+        )
+    if isinstance(worst, bool) or not isinstance(worst, int) or worst < 0:
+        raise ValueError(f"worst must be an integer >= 0, got {worst!r}; e.g. worst=24")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be an integer >= 1, got {workers!r}; e.g. workers=2")
+    pred_root, out = Path(pred_root), Path(out)
+    ref = data if isinstance(data, Dataset) else discover(data)
+    ref_root = ref.root if ref.root is not None else ref.cases[0].image.parent
+    _check_out(out, [pred_root, ref_root, *ref.input_dirs])
+    pair = Pairing.match(pred_root, ref, structures, allow_missing)
+    _check_out(out, pair.pred.folders)
+    cases = [ref.case(case_id) for case_id in pair.case_ids]
+    report = progress or (lambda done, total: None)
+    n_worst = min(worst, len(cases))
+    total = len(cases) + n_worst
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        headers = list(pool.map(pair.header, cases))
+        bad_sizes = [line for _, lines in headers for line in lines]
+        if bad_sizes:
+            raise MismatchError(
+                f"{len(bad_sizes)} predictions differ in size from their image: "
+                f"{listing(bad_sizes)}",
+                path=pred_root,
+                hint="restore predictions to the image size (cxrseg predict does) or predict "
+                "from these images.",
+                size_mismatches=bad_sizes,
+            )
+        report(0, total)
+        scored: list[CaseResult] = []
+        spacings = [spacing for spacing, _ in headers]
+        for case_result in pool.map(partial(_score, pair), cases, spacings):
+            scored.append(case_result)
+            report(len(scored), total)
+        with_mm = any(case_result.spacing is not None for case_result in scored)
+        metric_names = [*METRICS, *(MM_METRICS if with_mm else ())]
+        result = EvaluationResult(
+            cases=scored,
+            structures=pair.names,
+            metrics=metric_names,
+            summary=_summarize(scored, pair.names, metric_names),
+            predictions=pred_root,
+            references=ref_root,
+            out=out,
+            missing_predictions=pair.missing_predictions,
+            missing_references=pair.missing_references,
+        )
+        _write_csv(out / "cases.csv", result)
+        _write_json(out / "summary.json", result, ref, n_worst)
+        thumbnails: dict[str, str] = {}
+        for case_id, uri in pool.map(partial(_thumbnail, pair), result.worst(n_worst)):
+            thumbnails[case_id] = uri
+            report(len(scored) + len(thumbnails), total)
+
+    from cxrseg.report.html import write_report
+
+    write_report(out / "report.html", result, thumbnails)
+    logger.info("evaluated %d cases; report in %s", len(scored), out)
+    return result
+
+
+def _check_out(out: Path, inputs: Iterable[Path]) -> None:
+    target = out.resolve()
+    for folder in dict.fromkeys(p.resolve() for p in inputs):
+        if target == folder or target.is_relative_to(folder):
+            where = "an input folder" if target == folder else f"inside the input folder {folder}"
+            raise InputError(
+                f"the output folder is {where}; the report would be written among the inputs",
+                path=out,
+                hint="choose an output folder outside the prediction and reference folders, "
+                "e.g. --out report next to them.",
+            )
+
+
+def _score(pair: Pairing, case: Case, spacing: tuple[float, float] | None) -> CaseResult:
+    """Metrics of one case (mm metrics NaN when the spacing is unknown)."""
+    _, ref_masks, pred_masks = pair.load(case)
+    metrics = segmentation_metrics(pred_masks, ref_masks, spacing)
+    if spacing is None:
+        for row in metrics.values():
+            row.update(dict.fromkeys(MM_METRICS, math.nan))
+    return CaseResult(case.case_id, metrics, spacing)
+
+
+def _thumbnail(pair: Pairing, case_result: CaseResult) -> tuple[str, str]:
+    """Case id and triptych data URI of a scored case."""
+    from cxrseg.report.html import triptych_data_uri
+
+    image, ref_masks, pred_masks = pair.load(pair.ref.case(case_result.case_id))
+    return case_result.case_id, triptych_data_uri(image, ref_masks, pred_masks)
+
+
+def _summarize(
+    cases: list[CaseResult], names: list[str], metric_names: list[str]
+) -> dict[str, dict[str, dict[str, float]]]:
+    summary: dict[str, dict[str, dict[str, float]]] = {}
+    for name in names:
+        summary[name] = {}
+        for metric in metric_names:
+            kept = [c for c in cases if c.spacing is not None or metric not in MM_METRICS]
+            summary[name][metric] = summarize([c.metrics[name][metric] for c in kept])
+    return summary
+
+
+# --- writing ---
+
+
+def _cell(value: float) -> str:
+    return "" if math.isnan(value) else repr(float(value))
+
+
+def _write_csv(path: Path, result: EvaluationResult) -> None:
+    with atomic_write(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "structure", *result.metrics])
+        for case in result.cases:
+            for name in result.structures:
+                row = case.metrics[name]
+                writer.writerow([case.case_id, name, *(_cell(row[m]) for m in result.metrics)])
+
+
+def _json_safe(value: object) -> object:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else str(value)
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    return value
+
+
+def _write_json(path: Path, result: EvaluationResult, ref: Dataset, n_worst: int) -> None:
+    known = sum(case.spacing is not None for case in result.cases)
+    content = {
+        "cxrseg_version": __version__,
+        "predictions": str(result.predictions.resolve()),
+        "references": str(result.references.resolve()),
+        "reference_layout": ref.layout,
+        "n_cases": len(result.cases),
+        "structures": result.structures,
+        "metrics": result.metrics,
+        "units": {metric: UNITS[metric] or "fraction" for metric in result.metrics},
+        "pixel_spacing_known": {"cases": known, "of": len(result.cases)},
+        "empty_mask_rule": EMPTY_MASK_RULE,
+        "statistics": "over cases, per structure: mean, median, std (population, ddof=0), "
+        "p05 (5th percentile, linear interpolation); n values used, n_nan undefined values "
+        "skipped; mm metrics over the cases whose pixel spacing is known",
+        "summary": _json_safe(result.summary),
+        "worst_cases": {
+            "order": "ascending mean Dice over the evaluated structures",
+            "ids": [case.case_id for case in result.worst(n_worst)],
+        },
+        "missing_predictions": result.missing_predictions,
+        "missing_references": result.missing_references,
+    }
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
