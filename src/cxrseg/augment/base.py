@@ -115,12 +115,11 @@ def check_choice(op: str, field: str, value: object, choices: Sequence[str]) -> 
 class RandomTransform:
     """A transform applied with a probability; parameters are drawn, then used by pure code.
 
-    Subclasses set ``name`` (the op name in pipelines and YAML) and ``spatial``, normalise their
+    Subclasses set ``name`` (the op name in pipelines and YAML), normalise their
     fields in :meth:`validate`, and draw their numbers in :meth:`draw`.
     """
 
     name: ClassVar[str] = ""
-    spatial: ClassVar[bool] = False
 
     probability: float
 
@@ -163,3 +162,28 @@ class RandomTransform:
     def set_field(self, field: str, value: Any) -> None:
         """Store a normalised value on the frozen instance (used by :meth:`validate`)."""
         object.__setattr__(self, field, value)
+
+
+class UniformRange:
+    """Mixin for a transform drawing one number uniformly from ``[low field, high field]``.
+
+    Subclasses name the two fields in ``bounds``, the parameter key in ``key`` and the limits
+    passed to :func:`check_range` in ``limits``.
+    """
+
+    bounds: ClassVar[tuple[str, str]] = ("", "")
+    key: ClassVar[str] = ""
+    limits: ClassVar[dict[str, Any]] = {}
+    name: ClassVar[str]
+
+    def validate(self) -> None:
+        low, high = self.bounds
+        lo, hi = check_range(
+            self.name, low, getattr(self, low), high, getattr(self, high), **self.limits
+        )
+        object.__setattr__(self, low, lo)
+        object.__setattr__(self, high, hi)
+
+    def draw(self, rng: np.random.Generator, height: int, width: int) -> Params:
+        low, high = self.bounds
+        return {self.key: rng.uniform(getattr(self, low), getattr(self, high))}

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import cv2
 import numpy as np
 
-from cxrseg.augment.base import Params, RandomTransform, check_number, check_range
+from cxrseg.augment.base import Params, RandomTransform, UniformRange, check_number
 
 if TYPE_CHECKING:
     import torch
@@ -82,8 +82,6 @@ def _per_sample(params: list[Params], key: str, neutral: float, like: torch.Tens
 class IntensityTransform(RandomTransform):
     """Base of the image-only transforms."""
 
-    spatial: ClassVar[bool] = False
-
     def apply(self, image: np.ndarray, params: Params) -> np.ndarray:
         """Transform one float32 image in [0, 1], (H, W) or (H, W, C), for an applied sample."""
         raise NotImplementedError
@@ -106,27 +104,14 @@ class IntensityTransform(RandomTransform):
 
 
 @dataclass(frozen=True)
-class _Factor(IntensityTransform):
+class _Factor(UniformRange, IntensityTransform):
     """A factor drawn uniformly from ``[min_factor, max_factor]``."""
 
+    bounds: ClassVar[tuple[str, str]] = ("min_factor", "max_factor")
+    key: ClassVar[str] = "factor"
+    limits: ClassVar[dict[str, Any]] = {"minimum": 0.0, "strict": True}
     min_factor: float = 0.8
     max_factor: float = 1.2
-
-    def validate(self) -> None:
-        lo, hi = check_range(
-            self.name,
-            "min_factor",
-            self.min_factor,
-            "max_factor",
-            self.max_factor,
-            minimum=0.0,
-            strict=True,
-        )
-        self.set_field("min_factor", lo)
-        self.set_field("max_factor", hi)
-
-    def draw(self, rng: np.random.Generator, height: int, width: int) -> Params:
-        return {"factor": rng.uniform(self.min_factor, self.max_factor)}
 
 
 @dataclass(frozen=True)
@@ -159,28 +144,15 @@ class Contrast(_Factor):
 
 
 @dataclass(frozen=True)
-class Gamma(IntensityTransform):
+class Gamma(UniformRange, IntensityTransform):
     """Raise intensities to the power ``gamma``, uniform in ``[min_gamma, max_gamma]``."""
 
     name: ClassVar[str] = "gamma"
+    bounds: ClassVar[tuple[str, str]] = ("min_gamma", "max_gamma")
+    key: ClassVar[str] = "gamma"
+    limits: ClassVar[dict[str, Any]] = {"minimum": 0.0, "strict": True}
     min_gamma: float = 0.7
     max_gamma: float = 1.5
-
-    def validate(self) -> None:
-        lo, hi = check_range(
-            self.name,
-            "min_gamma",
-            self.min_gamma,
-            "max_gamma",
-            self.max_gamma,
-            minimum=0.0,
-            strict=True,
-        )
-        self.set_field("min_gamma", lo)
-        self.set_field("max_gamma", hi)
-
-    def draw(self, rng: np.random.Generator, height: int, width: int) -> Params:
-        return {"gamma": rng.uniform(self.min_gamma, self.max_gamma)}
 
     def apply(self, image: np.ndarray, params: Params) -> np.ndarray:
         return np.power(np.clip(image, 0.0, 1.0), np.float32(params["gamma"]))
@@ -190,22 +162,18 @@ class Gamma(IntensityTransform):
 
 
 @dataclass(frozen=True)
-class GaussianNoise(IntensityTransform):
+class GaussianNoise(UniformRange, IntensityTransform):
     """Add N(0, std) noise per pixel, ``std`` uniform in ``[min_std, max_std]``."""
 
     name: ClassVar[str] = "gaussian_noise"
+    bounds: ClassVar[tuple[str, str]] = ("min_std", "max_std")
+    key: ClassVar[str] = "std"
+    limits: ClassVar[dict[str, Any]] = {"minimum": 0.0}
     min_std: float = 0.0
     max_std: float = 0.03
 
-    def validate(self) -> None:
-        lo, hi = check_range(
-            self.name, "min_std", self.min_std, "max_std", self.max_std, minimum=0.0
-        )
-        self.set_field("min_std", lo)
-        self.set_field("max_std", hi)
-
     def draw(self, rng: np.random.Generator, height: int, width: int) -> Params:
-        return {"std": rng.uniform(self.min_std, self.max_std), "seed": int(rng.integers(2**31))}
+        return {**super().draw(rng, height, width), "seed": int(rng.integers(2**31))}
 
     @staticmethod
     def noise(params: Params, channels: int, height: int, width: int) -> np.ndarray:
@@ -228,28 +196,15 @@ class GaussianNoise(IntensityTransform):
 
 
 @dataclass(frozen=True)
-class Blur(IntensityTransform):
+class Blur(UniformRange, IntensityTransform):
     """Gaussian blur, ``sigma`` (pixels) uniform in ``[min_sigma, max_sigma]``."""
 
     name: ClassVar[str] = "blur"
+    bounds: ClassVar[tuple[str, str]] = ("min_sigma", "max_sigma")
+    key: ClassVar[str] = "sigma"
+    limits: ClassVar[dict[str, Any]] = {"minimum": 0.0, "strict": True}
     min_sigma: float = 0.5
     max_sigma: float = 1.5
-
-    def validate(self) -> None:
-        lo, hi = check_range(
-            self.name,
-            "min_sigma",
-            self.min_sigma,
-            "max_sigma",
-            self.max_sigma,
-            minimum=0.0,
-            strict=True,
-        )
-        self.set_field("min_sigma", lo)
-        self.set_field("max_sigma", hi)
-
-    def draw(self, rng: np.random.Generator, height: int, width: int) -> Params:
-        return {"sigma": rng.uniform(self.min_sigma, self.max_sigma)}
 
     def apply(self, image: np.ndarray, params: Params) -> np.ndarray:
         return np.clip(_blur(image, float(params["sigma"])), 0.0, 1.0)
@@ -259,7 +214,7 @@ class Blur(IntensityTransform):
 
 
 @dataclass(frozen=True)
-class LocalContrast(IntensityTransform):
+class LocalContrast(UniformRange, IntensityTransform):
     """Local contrast enhancement (CLAHE-like, but linear and exact in both backends).
 
     Detail above a Gaussian background of ``sigma`` pixels is amplified by ``amount``, uniform in
@@ -268,28 +223,18 @@ class LocalContrast(IntensityTransform):
     """
 
     name: ClassVar[str] = "local_contrast"
+    bounds: ClassVar[tuple[str, str]] = ("min_amount", "max_amount")
+    key: ClassVar[str] = "amount"
+    limits: ClassVar[dict[str, Any]] = {"minimum": -1.0, "maximum": 10.0}
     min_amount: float = 0.0
     max_amount: float = 1.0
     sigma: float = 8.0
 
     def validate(self) -> None:
-        lo, hi = check_range(
-            self.name,
-            "min_amount",
-            self.min_amount,
-            "max_amount",
-            self.max_amount,
-            minimum=-1.0,
-            maximum=10.0,
-        )
-        self.set_field("min_amount", lo)
-        self.set_field("max_amount", hi)
+        super().validate()
         self.set_field(
             "sigma", check_number(self.name, "sigma", self.sigma, minimum=0, strict=True)
         )
-
-    def draw(self, rng: np.random.Generator, height: int, width: int) -> Params:
-        return {"amount": rng.uniform(self.min_amount, self.max_amount)}
 
     def apply(self, image: np.ndarray, params: Params) -> np.ndarray:
         amount = np.float32(params["amount"])

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -26,10 +26,10 @@ from cxrseg.augment import functional as F
 from cxrseg.augment.base import (
     Params,
     RandomTransform,
+    UniformRange,
     check_choice,
     check_integer,
     check_number,
-    check_range,
 )
 from cxrseg.augment.intensity import (
     Blur,
@@ -75,8 +75,6 @@ METHODS = ("in", "out")
 @dataclass(frozen=True)
 class SpatialTransform(RandomTransform):
     """Base of the geometric transforms: parameters -> one backward map for image and masks."""
-
-    spatial: ClassVar[bool] = True
 
     def maps(self, params: Params, height: int, width: int) -> Maps:
         """Backward map ``(map_x, map_y)``, each float32 (H, W), for an applied sample."""
@@ -257,28 +255,15 @@ class Rotate(AffineTransform):
 
 
 @dataclass(frozen=True)
-class Zoom(AffineTransform):
+class Zoom(UniformRange, AffineTransform):
     """Scaling about the centre by a factor uniform in ``[min_factor, max_factor]``; >1 zooms in."""
 
     name: ClassVar[str] = "zoom"
+    bounds: ClassVar[tuple[str, str]] = ("min_factor", "max_factor")
+    key: ClassVar[str] = "factor"
+    limits: ClassVar[dict[str, Any]] = {"minimum": 0.0, "strict": True}
     min_factor: float = 1.0
     max_factor: float = 1.2
-
-    def validate(self) -> None:
-        lo, hi = check_range(
-            self.name,
-            "min_factor",
-            self.min_factor,
-            "max_factor",
-            self.max_factor,
-            minimum=0,
-            strict=True,
-        )
-        self.set_field("min_factor", lo)
-        self.set_field("max_factor", hi)
-
-    def draw(self, rng: np.random.Generator, height: int, width: int) -> Params:
-        return {"factor": rng.uniform(self.min_factor, self.max_factor)}
 
     def matrix(self, params: Params, height: int, width: int) -> np.ndarray:
         return F.affine_matrix(height, width, scale=float(params["factor"]))
