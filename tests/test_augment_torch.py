@@ -142,3 +142,15 @@ def test_unknown_interpolation_is_refused():
 def test_wrong_displacement_shape_is_refused():
     with pytest.raises(ValueError, match=r"\(N, 3, 4, 2\)"):
         B.mesh_grid_batch(H, W, 5, 4, torch.zeros(2, 4, 4, 2))
+
+
+def test_mesh_grid_with_base_matches_compose_maps():
+    d = np.random.default_rng(9).integers(-6, 7, (2, 3, 4, 2)).astype(np.float32)
+    gauss = mesh_displacements(2)
+    base = B.mesh_grid_batch(H, W, 5, 4, torch.from_numpy(gauss))
+    grid = B.mesh_grid_batch(H, W, 5, 4, torch.from_numpy(d), base=base)
+    got_x, got_y = B.grid_to_maps(grid)
+    for i in range(2):
+        want = F.compose_maps(F.mesh_map(H, W, 5, 4, d[i]), F.mesh_map(H, W, 5, 4, gauss[i]))
+        assert np.abs(got_x[i].numpy() - want[0]).max() < 1e-3
+        assert np.abs(got_y[i].numpy() - want[1]).max() < 1e-3

@@ -80,10 +80,13 @@ def mesh_grid_batch(
     grid_height: int,
     displacements: torch.Tensor,
     device: torch.device | str | None = None,
+    base: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Grids of Augmentor-convention mesh distortions, one per sample, built on ``device``.
 
     Per sample this equals :func:`cxrseg.augment.functional.mesh_map` (bilinear in each tile).
+    With ``base``, the mesh is evaluated exactly at ``base``'s positions instead: the grid of
+    "this mesh, then ``base``", as :func:`cxrseg.augment.functional.compose_maps` computes it.
 
     Args:
         height: Image height in pixels.
@@ -92,6 +95,7 @@ def mesh_grid_batch(
         grid_height: Tile rows.
         displacements: (N, grid_height - 1, grid_width - 1, 2) vertex offsets (dx, dy) in px.
         device: Where to build the grid; default the displacements' device.
+        base: Optional (N, H, W, 2) grid of the op applied after this mesh.
 
     Returns:
         float32 tensor (N, H, W, 2).
@@ -108,16 +112,26 @@ def mesh_grid_batch(
             f"displacements have shape {tuple(d.shape)}; expected (N, {expected[0]}, "
             f"{expected[1]}, 2), one (dx, dy) per interior vertex and sample."
         )
-    cols, rows = _pixel_axes(height, width, device, torch.float32)
-    if d.shape[1] * d.shape[2] == 0:
-        dx = torch.zeros((d.shape[0], height, width), device=device)
-        dy = torch.zeros_like(dx)
-    else:
-        wy = torch.from_numpy(_hat_weights(height, grid_height).copy()).to(device)
-        wx = torch.from_numpy(_hat_weights(width, grid_width).copy()).to(device)
-        dx = wy @ d[..., 0] @ wx.T
-        dy = wy @ d[..., 1] @ wx.T
-    return _normalise(dx + cols, dy + rows, height, width)
+    at_edges = base is not None
+    wy = torch.from_numpy(_hat_weights(height, grid_height, at_edges).copy()).to(device)
+    wx = torch.from_numpy(_hat_weights(width, grid_width, at_edges).copy()).to(device)
+    field = torch.stack((wy @ d[..., 0] @ wx.T, wy @ d[..., 1] @ wx.T), dim=1)  # (N, 2, h, w)
+    if base is None:
+        cols, rows = _pixel_axes(height, width, device, torch.float32)
+        return _normalise(field[:, 0] + cols, field[:, 1] + rows, height, width)
+    _check_grid_tensor(base)
+    if tuple(base.shape) != (d.shape[0], height, width, 2):
+        raise ValueError(
+            f"base grid is {tuple(base.shape)}; expected ({d.shape[0]}, {height}, {width}, 2)."
+        )
+    base = base.to(device=device, dtype=torch.float32)
+    # The field is sampled at the pixel edges, a (H + 1, W + 1) grid that holds every vertex,
+    # so bilinear interpolation of it is exact; rescale base's positions to that grid.
+    scale = torch.tensor([width / (width + 1.0), height / (height + 1.0)], device=device)
+    shift = TF.grid_sample(field, base * scale, mode="bilinear", padding_mode="border",
+                           align_corners=False)  # fmt: skip
+    size = torch.tensor([width, height], device=device, dtype=torch.float32)
+    return base + 2.0 * shift.permute(0, 2, 3, 1) / size
 
 
 def affine_grid_batch(
