@@ -94,7 +94,7 @@ def _fmt(value: float, metric: str) -> str:
 
 def _td(value: float, metric: str, css: str = "") -> str:
     cls = f' class="{css}"' if css else ""
-    return f'<td{cls} data-value="{value!r}">{_fmt(value, metric)}</td>'
+    return f'<td{cls} data-value="{float(value)!r}">{_fmt(value, metric)}</td>'
 
 
 # --- thumbnails ---
