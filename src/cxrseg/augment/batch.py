@@ -202,7 +202,7 @@ def apply_batch(
                 f"got {len(labels)} labels for {k} mask channels.",
                 hint="name every mask channel once, in order.",
             )
-        pipeline._check_sides(labels)
+        pipeline.check_mask_names(labels)
     params = [pipeline.sample_params(height, width, index=i, epoch=epoch) for i in indices]
     x, m = images, masks
     group: list[int] = []

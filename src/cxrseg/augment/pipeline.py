@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cxrseg.augment import transforms as T
-from cxrseg.augment.base import Params, RandomTransform, check_choice
+from cxrseg.augment.base import Params, RandomTransform, check_choice, check_number
 from cxrseg.augment.methods import PipelineMethods
 from cxrseg.augment.targets import (
     Masks,
@@ -106,8 +106,6 @@ class Pipeline(PipelineMethods):
             "Pipeline", "interpolation", interpolation, INTERPOLATIONS
         )
         self.border = check_choice("Pipeline", "border", border, BORDERS)
-        from cxrseg.augment.base import check_number
-
         self.fill = check_number("Pipeline", "fill", fill, minimum=0.0, maximum=1.0)
         self.operations: list[RandomTransform] = []
 
@@ -161,8 +159,13 @@ class Pipeline(PipelineMethods):
                 hint="replay parameters with the pipeline that drew them (its to_dict/YAML).",
             )
 
-    def _check_sides(self, names: list[str] | None) -> None:
-        """Refuse dict masks a horizontal flip would mislabel (see ``FlipLeftRight``)."""
+    def check_mask_names(self, names: Sequence[str] | None) -> None:
+        """Refuse mask names a horizontal flip would mislabel (see ``FlipLeftRight``).
+
+        Raises:
+            InputError: Names say left/right and a flip does not swap them, or a side has no
+                partner to swap with.
+        """
         sided = [n for n in names or [] if T.mentions_left_right(n)]
         flips = [op for op in self.operations if isinstance(op, T.FlipLeftRight)]
         if not sided or not flips:
@@ -221,9 +224,7 @@ class Pipeline(PipelineMethods):
         x = image_to_float(image)
         height, width = x.shape[:2]
         arrays, names = mask_list(masks, (height, width))
-        self._check_sides(names)
-        bools = [m.dtype == np.bool_ for m in arrays]
-        arrays = [m.astype(np.uint8) if b else m for m, b in zip(arrays, bools, strict=True)]
+        self.check_mask_names(names)
         pending: list[tuple[T.SpatialTransform, Params]] = []
         flips = 0
 
@@ -251,7 +252,6 @@ class Pipeline(PipelineMethods):
                 flush()
                 x = op.apply(x, p)
         flush()
-        arrays = [m.astype(bool) if b else m for m, b in zip(arrays, bools, strict=True)]
         return image_from_float(x, image.dtype), rebuild_masks(masks, arrays, names, flips % 2 == 1)
 
     def sample(
