@@ -1,0 +1,291 @@
+"""Predict files, folders and globs into the standard layout.
+
+:func:`predict_paths` writes, under ``out``::
+
+    masks/<structure>/<id>.png          0/255 per structure (default)
+    labels/<id>.png                     0 = background, k = k-th structure (label_map=True)
+    probabilities/<structure>/<id>.png  16-bit, probability x 65535 (save_probabilities=True)
+    overlays/<id>.png                   the radiograph with the masks drawn over it (overlays=True)
+    predictions.json                    the model, settings and the source file of every id
+
+The id of a case is its file stem. Inputs are never written: an output folder that is an
+input folder, lies inside one, or holds an input file is refused before anything is written.
+A file that cannot be read is listed in the summary and the others are still processed.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from cxrseg.errors import InputError
+
+if TYPE_CHECKING:
+    from cxrseg.inference.predictor import Prediction, Predictor
+
+__all__ = ["PredictSummary", "expand_inputs", "predict_paths"]
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+_GLOB_CHARS = frozenset("*?[")
+
+
+@dataclass
+class PredictSummary:
+    """What :func:`predict_paths` did.
+
+    Attributes:
+        out: The output folder.
+        written: Ids of the cases whose outputs were written, in input order.
+        failed: ``(path, message)`` of every input that could not be used.
+        skipped: Files in input folders that are not images (not an error).
+    """
+
+    out: Path
+    written: list[str] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+
+
+@dataclass
+class _Inputs:
+    files: list[Path] = field(default_factory=list)
+    folders: list[Path] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+
+
+def expand_inputs(inputs: Iterable[str | Path]) -> _Inputs:
+    """Files, folders (their image files, not recursive) and globs -> image files.
+
+    Folder contents and glob matches are sorted naturally (``case2`` before ``case10``); a
+    file found twice is kept once. A path that does not exist, a glob without matches and a
+    file given by name that cxrseg cannot read as an image are listed as failed.
+    """
+    from cxrseg.data import natural_key
+    from cxrseg.io import IMAGE_EXTENSIONS, is_image_file
+
+    found = _Inputs()
+    seen: set[Path] = set()
+
+    def add(path: Path) -> None:
+        key = path.resolve()
+        if key not in seen:
+            seen.add(key)
+            found.files.append(path)
+
+    def by_name(paths: Iterable[Path]) -> list[Path]:
+        return sorted(paths, key=lambda p: natural_key(str(p)))
+
+    for item in inputs:
+        path = Path(item)
+        text = str(item)
+        if path.is_dir():
+            found.folders.append(path)
+            for child in by_name(p for p in path.iterdir() if p.is_file()):
+                if is_image_file(child):
+                    add(child)
+                elif not child.name.startswith("."):
+                    found.skipped.append(child)
+        elif path.is_file():
+            if is_image_file(path):
+                add(path)
+            else:
+                found.failed.append((path, f"not an image type cxrseg reads "
+                                           f"({', '.join(sorted(IMAGE_EXTENSIONS))})"))  # fmt: skip
+        elif _GLOB_CHARS & set(text):
+            matches = by_name(Path(p) for p in glob.glob(text, recursive=True))
+            images = [p for p in matches if p.is_file() and is_image_file(p)]
+            found.skipped.extend(p for p in matches if p.is_file() and not is_image_file(p))
+            if not images:
+                found.failed.append((path, "the pattern matches no image file"))
+            for image in images:
+                add(image)
+        else:
+            found.failed.append((path, "no such file or folder"))
+    return found
+
+
+def _check_ids(files: Sequence[Path]) -> None:
+    by_id: dict[str, list[Path]] = {}
+    for path in files:
+        by_id.setdefault(path.stem, []).append(path)
+    clashes = {k: v for k, v in by_id.items() if len(v) > 1}
+    if clashes:
+        listed = "; ".join(f"{k}: {', '.join(map(str, v))}" for k, v in clashes.items())
+        raise InputError(
+            f"several inputs have the same id (file stem), so their outputs would collide: "
+            f"{listed}",
+            hint="give only one file per id, or rename one of them",
+        )
+
+
+def _check_out(out: Path, found: _Inputs) -> None:
+    """Refuse an output folder that is, contains or lies inside an input folder or file."""
+    target = out.resolve()
+    for folder in found.folders:
+        place = folder.resolve()
+        if target == place or target.is_relative_to(place) or place.is_relative_to(target):
+            raise InputError(
+                f"the output folder would be mixed with the input folder {folder}",
+                path=out,
+                hint="choose an --out folder outside the inputs",
+            )
+    for file in found.files:
+        if file.resolve().is_relative_to(target):
+            raise InputError(
+                f"the output folder holds the input {file}; writing there could overwrite it",
+                path=out,
+                hint="choose an --out folder outside the inputs",
+            )
+
+
+def predict_paths(
+    predictor: Predictor,
+    inputs: Iterable[str | Path],
+    out: str | Path,
+    *,
+    label_map: bool = False,
+    save_probabilities: bool = False,
+    overlays: bool = False,
+    batch_size: int | None = None,
+    progress: Progress | None = None,
+) -> PredictSummary:
+    """Predict every input image and write the results under ``out`` (layout above).
+
+    Args:
+        predictor: The model.
+        inputs: Image files, folders and glob patterns.
+        out: Output folder; created if needed, files of the same name are replaced.
+        label_map: Write one label map per image instead of one mask per structure.
+        save_probabilities: Also write 16-bit probability maps.
+        overlays: Also write overlay PNGs.
+        batch_size: Images read and predicted together (default: the predictor's).
+        progress: Called with ``(done, total)`` after each batch.
+
+    Returns:
+        The summary; ``failed`` lists unreadable inputs, which did not stop the others.
+
+    Raises:
+        InputError: No input at all, two inputs with the same id, an output folder that
+            overlaps the inputs, or a label map asked of a model whose structures overlap.
+    """
+    out = Path(out)
+    info = predictor.info
+    if label_map and info.mode == "sigmoid" and len(info.labels) > 1:
+        raise InputError(
+            f"a label map cannot hold the overlapping structures of this sigmoid model "
+            f"({', '.join(info.labels)}): a pixel may belong to several",
+            hint="drop --label-map to write one mask per structure",
+        )
+    found = expand_inputs(inputs)
+    if not found.files and not found.failed:
+        raise InputError("no image files among the inputs", hint="give image files or folders")
+    _check_ids(found.files)
+    _check_out(out, found)
+    for path in found.skipped:
+        logger.info("skipped %s: not an image file", path)
+    summary = PredictSummary(out, failed=list(found.failed), skipped=list(found.skipped))
+    step = batch_size or predictor.batch_size
+    total, done = len(found.files), 0
+    records: list[dict[str, object]] = []
+    for start in range(0, total, step):
+        chunk = found.files[start : start + step]
+        images, paths = _read_all(chunk, summary.failed)
+        predictions = predictor.predict_batch(images, probabilities=save_probabilities)
+        for path, image, prediction in zip(paths, images, predictions, strict=True):
+            _write_case(out, path.stem, image, prediction, info.labels, label_map, overlays)
+            summary.written.append(path.stem)
+            records.append({"id": path.stem, "source": str(path), "shape": list(image.shape)})
+        done += len(chunk)
+        if progress is not None:
+            progress(done, total)
+    _write_record(out, predictor, records, summary, label_map)
+    return summary
+
+
+def _read_all(paths: Sequence[Path], failed: list[tuple[Path, str]]) -> tuple[list, list]:
+    from cxrseg.io import read_image
+
+    images, kept = [], []
+    for path in paths:
+        try:
+            image, _ = read_image(path)
+        except (ValueError, OSError) as exc:  # InputError is a ValueError
+            message = getattr(exc, "reason", None) or str(exc)
+            failed.append((path, message))
+            logger.warning("cannot read %s: %s", path, message)
+            continue
+        images.append(image)
+        kept.append(path)
+    return images, kept
+
+
+def _write_case(
+    out: Path,
+    case_id: str,
+    image: np.ndarray,
+    prediction: Prediction,
+    labels: Sequence[str],
+    label_map: bool,
+    overlays: bool,
+) -> None:
+    from cxrseg.io import write_image, write_mask
+
+    if label_map:
+        labelled = np.zeros(image.shape, np.uint8)
+        for k, name in enumerate(labels, start=1):  # a later structure wins where they meet
+            labelled[prediction.masks[name] > 0] = k
+        write_mask(out / "labels" / f"{case_id}.png", labelled)
+    else:
+        for name in labels:
+            write_mask(out / "masks" / name / f"{case_id}.png", prediction.masks[name] * 255)
+    for name, prob in (prediction.probabilities or {}).items():
+        write_image(out / "probabilities" / name / f"{case_id}.png", prob, bit_depth=16)
+    if overlays:
+        _write_overlay(out / "overlays" / f"{case_id}.png", image, prediction.masks)
+
+
+def _write_overlay(path: Path, image: np.ndarray, masks: dict[str, np.ndarray]) -> None:
+    import cv2
+
+    from cxrseg.io import atomic_write
+    from cxrseg.report.contact_sheet import overlay
+
+    rgb = overlay(image, masks)
+    with atomic_write(path) as tmp:
+        if not cv2.imwrite(str(tmp), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
+            raise InputError("OpenCV could not write the overlay", path=path)
+
+
+def _write_record(
+    out: Path,
+    predictor: Predictor,
+    records: list[dict[str, object]],
+    summary: PredictSummary,
+    label_map: bool,
+) -> None:
+    from cxrseg.io import atomic_write
+
+    info = predictor.info
+    record = {
+        "model": None if predictor.source is None else str(predictor.source),
+        "labels": list(info.labels),
+        "mode": info.mode,
+        "layout": "labels" if label_map else "masks",
+        "tta": list(predictor.flips),
+        "postprocessing": {k: v.to_dict() for k, v in predictor.postprocessing.items()},
+        "device": predictor.backend.device,
+        "cases": records,
+        "failed": [{"source": str(p), "error": m} for p, m in summary.failed],
+    }
+    with atomic_write(out / "predictions.json") as tmp:
+        tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")

@@ -1,0 +1,290 @@
+"""Predictor: radiographs of any size in, masks at their original size out.
+
+For each image: resize to the model's square input as in training
+(:func:`~cxrseg.inference.preprocess.prepare`), normalise, run the network in batches
+(optionally also on flipped copies), turn logits into probabilities (softmax or sigmoid),
+resize the probabilities back to the original size (bilinear) and only then take the arg-max
+or threshold, which gives smoother edges than resizing masks. Post-processing from the
+checkpoint is applied last.
+
+Test-time augmentation by flips: a horizontally flipped radiograph shows the patient's left
+lung where the right one was, so the network's ``left_*`` channel of a flipped image holds the
+``right_*`` structure. The outputs of a flipped copy are flipped back *and* their left/right
+channels swapped before averaging the probabilities.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.special import expit, softmax
+
+from cxrseg.inference.backends import Backend, open_backend
+from cxrseg.inference.model_file import ModelInfo, locate_model, model_info
+from cxrseg.inference.preprocess import normalize, prepare, restore
+
+__all__ = ["FLIPS", "Prediction", "Predictor", "mirror_name"]
+
+logger = logging.getLogger(__name__)
+
+FLIPS = ("hflip", "vflip", "hvflip")
+"""Flips test-time augmentation can add; ``tta=True`` means ``("hflip",)``."""
+
+_SIDE = re.compile(r"(?<![a-z])(left|right)(?![a-z])", re.IGNORECASE)
+
+
+def mirror_name(name: str) -> str:
+    """The structure a horizontal flip turns ``name`` into: ``left_lung`` <-> ``right_lung``.
+
+    ``left``/``right`` are swapped where they stand as words (``left_lung``, ``lung_right``,
+    ``Left Lung``); other names are returned unchanged.
+    """
+
+    def swap(match: re.Match[str]) -> str:
+        word = match[0]
+        other = "right" if word.lower() == "left" else "left"
+        return other.upper() if word.isupper() else other.title() if word.istitle() else other
+
+    return _SIDE.sub(swap, name)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The result for one image.
+
+    Attributes:
+        masks: uint8 0/1 (H, W) per structure, at the image's original size.
+        probabilities: float32 (H, W) in [0, 1] per structure (softmax: that class's
+            probability; sigmoid: the structure's), or ``None`` when not asked for.
+    """
+
+    masks: dict[str, np.ndarray]
+    probabilities: dict[str, np.ndarray] | None = None
+
+
+def _flip_list(tta: bool | str | Sequence[str]) -> tuple[str, ...]:
+    if tta is True:
+        return ("hflip",)
+    if tta is False or tta is None:
+        return ()
+    flips = (tta,) if isinstance(tta, str) else tuple(tta)
+    unknown = [f for f in flips if f not in FLIPS]
+    if unknown:
+        raise ValueError(f"tta flips {unknown} are not known; use any of {FLIPS} or True")
+    return tuple(dict.fromkeys(flips))
+
+
+def _postprocess_config(value: Any, info: ModelInfo) -> dict[str, Any]:
+    """``True`` -> the checkpoint's post-processing; ``False``/``None`` -> none; a mapping."""
+    from cxrseg.postprocess import PostprocessConfig
+
+    if value is True:
+        value = info.postprocessing
+    if value is False or value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise TypeError(f"postprocess must be True, False or a mapping, got {value!r}")
+    unknown = sorted(set(value) - set(info.labels))
+    if unknown:
+        raise ValueError(
+            f"post-processing is set for {unknown}, which the model does not predict "
+            f"(its structures: {list(info.labels)}); fix the structure names"
+        )
+    return {
+        name: cfg if isinstance(cfg, PostprocessConfig) else PostprocessConfig.from_dict(cfg)
+        for name, cfg in value.items()
+    }
+
+
+class Predictor:
+    """Segment radiographs with a trained model.
+
+    Args:
+        backend: Runs the network (:class:`~cxrseg.inference.backends.TorchBackend` or
+            :class:`~cxrseg.inference.backends.OnnxBackend`).
+        info: The model's labels, mode, input size, resize mode and normalisation.
+        tta: Test-time flips: ``False``, ``True`` (horizontal), or names from :data:`FLIPS`.
+        postprocess: ``True`` applies the checkpoint's post-processing, ``False`` none, or a
+            mapping of structure name to :class:`~cxrseg.postprocess.PostprocessConfig` (or
+            its dict).
+        batch_size: Images per network call.
+        threshold: Sigmoid mode: probability above which a pixel is foreground.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        info: ModelInfo,
+        *,
+        tta: bool | str | Sequence[str] = False,
+        postprocess: bool | Mapping[str, Any] = True,
+        batch_size: int = 4,
+        threshold: float = 0.5,
+    ):
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        if not 0.0 < threshold < 1.0:
+            raise ValueError(f"threshold must be in (0, 1), got {threshold!r}; 0.5 is usual")
+        self.backend = backend
+        self.info = info
+        self.flips = _flip_list(tta)
+        self.postprocessing = _postprocess_config(postprocess, info)
+        self.batch_size = batch_size
+        self.threshold = threshold
+        self.source: Path | None = None
+        channels = info.channels
+        self.mirror = np.array([channels.index(mirror_name(c)) if mirror_name(c) in channels
+                                else i for i, c in enumerate(channels)])  # fmt: skip
+        lonely = [c for c in channels if mirror_name(c) != c and mirror_name(c) not in channels]
+        if lonely and any(f in ("hflip", "hvflip") for f in self.flips):
+            logger.warning("horizontal-flip TTA: %s have no mirrored structure", lonely)
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | Path,
+        device: str = "auto",
+        tta: bool | str | Sequence[str] = False,
+        **options: Any,
+    ) -> Predictor:
+        """Load a run folder, checkpoint or exported ``.onnx`` model.
+
+        Args:
+            path: See :func:`cxrseg.inference.model_file.locate_model`.
+            device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+            tta: As in the constructor.
+            options: Further constructor arguments (``postprocess``, ``batch_size``,
+                ``threshold``).
+
+        Raises:
+            InputError: No usable model at ``path``, a model from a newer cxrseg, or an
+                unavailable device.
+        """
+        model = locate_model(path)
+        info = model_info(model)
+        backend = open_backend(model, device)
+        channels = getattr(backend, "output_channels", None)
+        if channels is not None and channels != len(info.channels):
+            from cxrseg.errors import InputError
+
+            raise InputError(
+                f"the network has {channels} output channels but its metadata describes "
+                f"{len(info.channels)} ({', '.join(info.channels)})",
+                path=model.path,
+                hint="export the model again with `cxrseg export`",
+            )
+        logger.debug("loaded %s model %s on %s", model.kind, model.path, backend.device)
+        predictor = cls(backend, info, tta=tta, **options)
+        predictor.source = model.path
+        return predictor
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Structure names, in output order."""
+        return self.info.labels
+
+    # --- prediction ---------------------------------------------------------------------
+
+    def predict(self, image: np.ndarray, *, probabilities: bool = False) -> Prediction:
+        """Segment one image.
+
+        Args:
+            image: (H, W) float32 in [0, 1], as :func:`cxrseg.io.read_image` returns.
+            probabilities: Also return the probability maps.
+        """
+        return self.predict_batch([image], probabilities=probabilities)[0]
+
+    def predict_batch(
+        self, images: Sequence[np.ndarray], *, probabilities: bool = False
+    ) -> list[Prediction]:
+        """Segment several images of any sizes, ``batch_size`` at a time through the network.
+
+        Args:
+            images: (H, W) float32 images in [0, 1].
+            probabilities: Also return the probability maps.
+        """
+        for i, image in enumerate(images):
+            if not isinstance(image, np.ndarray) or image.ndim != 2 or min(image.shape) < 1:
+                shape = getattr(image, "shape", None)
+                raise ValueError(
+                    f"image {i} must be an (H, W) array in [0, 1], got shape {shape}; read it "
+                    "with cxrseg.io.read_image, which returns grayscale"
+                )
+        results: list[Prediction] = []
+        for start in range(0, len(images), self.batch_size):
+            chunk = images[start : start + self.batch_size]
+            maps = self.network_probabilities(chunk)
+            for image, prob in zip(chunk, maps, strict=True):
+                results.append(self._finish(prob, image.shape, probabilities))
+        return results
+
+    def network_probabilities(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """Probabilities at the network's input size, flips averaged.
+
+        Args:
+            images: (H, W) float32 images in [0, 1].
+
+        Returns:
+            (N, C, S, S) float32: softmax over the channels (background first) or sigmoid
+            per structure.
+        """
+        size = self.info.input_size
+        batch = np.stack([prepare(image, size, self.info.resize) for image in images])[:, None]
+        batch = normalize(batch, self.info.normalization)
+        total = self._activate(self.backend(batch))
+        for flip in self.flips:
+            axes = {"hflip": (-1,), "vflip": (-2,), "hvflip": (-2, -1)}[flip]
+            out = np.flip(self._activate(self.backend(np.flip(batch, axes))), axes)
+            if flip != "vflip":
+                out = out[:, self.mirror]
+            total += out
+        total /= 1 + len(self.flips)
+        return total
+
+    def _activate(self, logits: np.ndarray) -> np.ndarray:
+        expected = len(self.info.channels)
+        if logits.ndim != 4 or logits.shape[1] != expected:
+            raise ValueError(
+                f"the network returned shape {logits.shape}; expected (N, {expected}, S, S) "
+                f"for {self.info.mode} over {self.info.channels}"
+            )
+        if self.info.mode == "softmax":
+            return softmax(logits, axis=1).astype(np.float32)
+        return expit(logits).astype(np.float32)
+
+    def _finish(self, prob: np.ndarray, shape: tuple[int, int], keep: bool) -> Prediction:
+        """Restore one image's (C, S, S) probabilities to (H, W), threshold, post-process."""
+        from cxrseg.postprocess import postprocess_mask
+
+        resize, labels = self.info.resize, self.info.labels
+        maps: dict[str, np.ndarray] = {}
+        masks: dict[str, np.ndarray] = {}
+        if self.info.mode == "softmax":
+            best = restore(prob[0], shape, resize)
+            winner = np.zeros(shape, np.uint8)
+            for k, name in enumerate(labels, start=1):
+                channel = restore(prob[k], shape, resize)
+                better = channel > best
+                winner[better] = k
+                np.maximum(best, channel, out=best)
+                if keep:
+                    maps[name] = channel
+            for k, name in enumerate(labels, start=1):
+                masks[name] = (winner == k).view(np.uint8)
+        else:
+            for k, name in enumerate(labels):
+                channel = restore(prob[k], shape, resize)
+                masks[name] = (channel > self.threshold).view(np.uint8)
+                if keep:
+                    maps[name] = channel
+        for name, config in self.postprocessing.items():
+            masks[name] = postprocess_mask(masks[name], config)
+        if keep:
+            maps = {k: np.clip(v, 0.0, 1.0, out=v) for k, v in maps.items()}
+        return Prediction(masks, maps if keep else None)
