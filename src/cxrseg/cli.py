@@ -338,6 +338,68 @@ def augment_command(
 
 # === predict ===
 
+
+@app.command("predict")
+def predict_command(
+    model: Annotated[
+        Path, typer.Argument(help="Run folder, checkpoint (folder or .json) or exported .onnx.")
+    ],
+    inputs: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Output folder: masks/<structure>/<id>.png, ...")
+    ],
+    label_map: Annotated[
+        bool, typer.Option("--label-map", help="Write labels/<id>.png (0..K) instead of masks/.")
+    ] = False,
+    probabilities: Annotated[
+        bool, typer.Option("--probabilities", help="Also write 16-bit probability maps.")
+    ] = False,
+    overlays: Annotated[
+        bool, typer.Option("--overlays", help="Also write overlays/<id>.png.")
+    ] = False,
+    tta: Annotated[
+        bool, typer.Option("--tta", help="Average with a horizontal flip (left/right swapped).")
+    ] = False,
+    tta_vflip: Annotated[
+        bool, typer.Option("--tta-vflip", help="Also average with a vertical flip.")
+    ] = False,
+    postprocess: Annotated[
+        bool,
+        typer.Option("--postprocess/--no-postprocess", help="Apply the model's post-processing."),
+    ] = True,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Images per network call.")] = 4,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Segment radiographs; masks keep each image's original size. Exit 1 if any input failed."""
+    from rich.markup import escape
+
+    from cxrseg.inference import Predictor, predict_paths
+
+    flips = [name for name, on in (("hflip", tta), ("vflip", tta_vflip)) if on]
+    try:
+        predictor = Predictor.from_checkpoint(model, device=device, tta=flips,
+                                              postprocess=postprocess, batch_size=batch_size)  # fmt: skip
+        with progress_bar("predicting", enabled=not quiet) as progress:
+            summary = predict_paths(predictor, inputs, out, label_map=label_map,
+                                    save_probabilities=probabilities, overlays=overlays,
+                                    progress=progress)  # fmt: skip
+    except (CxrsegError, ValueError) as exc:
+        raise fail(escape(str(exc))) from exc
+    layout = "labels/" if label_map else "masks/<structure>/"
+    console.print(
+        f"Predicted {len(summary.written)} image(s) on {predictor.backend.device} into "
+        f"{escape(str(out))} ({layout}<id>.png)"
+    )
+    if summary.skipped:
+        console.print(f"Skipped {len(summary.skipped)} non-image file(s) in the input folders.")
+    if summary.failed:
+        err_console.print(f"[bold red]{len(summary.failed)} input(s) failed:[/]", markup=True)
+        for path, message in summary.failed:
+            err_console.print(f"  {escape(str(path))}: {escape(message)}", markup=True)
+        raise typer.Exit(1)
+
+
 # === evaluate ===
 
 
@@ -414,82 +476,6 @@ def evaluate_command(
 
 # === export ===
 
-# === demo ===
-
-
-def main() -> None:
-    """Entry point of the ``cxrseg`` console script."""
-    try:
-        app()
-    except CxrsegError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
-        sys.exit(2)
-
-
-if __name__ == "__main__":
-    main()
-
-@app.command("predict")
-def predict_command(
-    model: Annotated[
-        Path, typer.Argument(help="Run folder, checkpoint (folder or .json) or exported .onnx.")
-    ],
-    inputs: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.")],
-    out: Annotated[
-        Path, typer.Option("--out", "-o", help="Output folder: masks/<structure>/<id>.png, ...")
-    ],
-    label_map: Annotated[
-        bool, typer.Option("--label-map", help="Write labels/<id>.png (0..K) instead of masks/.")
-    ] = False,
-    probabilities: Annotated[
-        bool, typer.Option("--probabilities", help="Also write 16-bit probability maps.")
-    ] = False,
-    overlays: Annotated[
-        bool, typer.Option("--overlays", help="Also write overlays/<id>.png.")
-    ] = False,
-    tta: Annotated[
-        bool, typer.Option("--tta", help="Average with a horizontal flip (left/right swapped).")
-    ] = False,
-    tta_vflip: Annotated[
-        bool, typer.Option("--tta-vflip", help="Also average with a vertical flip.")
-    ] = False,
-    postprocess: Annotated[
-        bool,
-        typer.Option("--postprocess/--no-postprocess", help="Apply the model's post-processing."),
-    ] = True,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Images per network call.")] = 4,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
-) -> None:
-    """Segment radiographs; masks keep each image's original size. Exit 1 if any input failed."""
-    from rich.markup import escape
-
-    from cxrseg.inference import Predictor, predict_paths
-
-    flips = [name for name, on in (("hflip", tta), ("vflip", tta_vflip)) if on]
-    try:
-        predictor = Predictor.from_checkpoint(model, device=device, tta=flips,
-                                              postprocess=postprocess, batch_size=batch_size)  # fmt: skip
-        with progress_bar("predicting", enabled=not quiet) as progress:
-            summary = predict_paths(predictor, inputs, out, label_map=label_map,
-                                    save_probabilities=probabilities, overlays=overlays,
-                                    progress=progress)  # fmt: skip
-    except (CxrsegError, ValueError) as exc:
-        raise fail(escape(str(exc))) from exc
-    layout = "labels/" if label_map else "masks/<structure>/"
-    console.print(
-        f"Predicted {len(summary.written)} image(s) on {predictor.backend.device} into "
-        f"{escape(str(out))} ({layout}<id>.png)"
-    )
-    if summary.skipped:
-        console.print(f"Skipped {len(summary.skipped)} non-image file(s) in the input folders.")
-    if summary.failed:
-        err_console.print(f"[bold red]{len(summary.failed)} input(s) failed:[/]", markup=True)
-        for path, message in summary.failed:
-            err_console.print(f"  {escape(str(path))}: {escape(message)}", markup=True)
-        raise typer.Exit(1)
-
-
 
 @app.command("export")
 def export_command(
@@ -527,3 +513,17 @@ def export_command(
         console.print(f"Next: cxrseg predict {escape(str(written))} IMAGES... --out DIR")
 
 
+# === demo ===
+
+
+def main() -> None:
+    """Entry point of the ``cxrseg`` console script."""
+    try:
+        app()
+    except CxrsegError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
