@@ -212,14 +212,53 @@ def mesh_displacement(
     grid_width = _check_grid(width, grid_width, "grid_width", "width")
     grid_height = _check_grid(height, grid_height, "grid_height", "height")
     d = _check_displacements(displacements, grid_width, grid_height)
-    shape = (height + 1, width + 1) if at_edges else (height, width)
-    if d.size == 0:
-        return np.zeros(shape, dtype=np.float32), np.zeros(shape, dtype=np.float32)
-    wy = _hat_weights(height, grid_height, at_edges)  # (H, gh-1)
-    wx = _hat_weights(width, grid_width, at_edges)  # (W, gw-1)
-    dx = (wy @ d[..., 0]) @ wx.T
-    dy = (wy @ d[..., 1]) @ wx.T
-    return dx, dy
+    return _mesh_fields(height, width, grid_width, grid_height, d, at_edges, identity=False)
+
+
+def _mesh_fields(
+    height: int,
+    width: int,
+    grid_width: int,
+    grid_height: int,
+    d: np.ndarray,
+    at_edges: bool,
+    identity: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``wy @ d @ wx.T`` per component (+ the pixel indices with ``identity``), float32.
+
+    The identity is folded into the product as one more rank-1 term. ``einsum`` (plain C
+    loops) is used rather than ``@``: with so few terms BLAS gains nothing, and its threads
+    stall for milliseconds when the CPUs are busy.
+    """
+    wy = _hat_weights(height, grid_height, at_edges)  # (h, k_y)
+    k = grid_width - 1
+    out = []
+    for c in range(2):
+        if identity:
+            right = _hat_weights_t(width, grid_width, at_edges, "index" if c == 0 else "ones")
+        else:
+            right = _hat_weights_t(width, grid_width, at_edges)
+        left = np.empty((wy.shape[0], right.shape[0]), dtype=np.float32)
+        left[:, :k] = np.einsum("hi,ij->hj", wy, d[..., c]) if d.size else 0.0
+        if identity:  # x = 1 * index row; y = rows * ones row
+            left[:, k] = 1.0 if c == 0 else np.arange(height, dtype=np.float32)
+        if left.shape[1] == 0:
+            out.append(np.zeros((wy.shape[0], right.shape[1]), dtype=np.float32))
+        else:
+            out.append(np.einsum("hk,kw->hw", left, right))
+    return out[0], out[1]
+
+
+@lru_cache(maxsize=64)
+def _hat_weights_t(length: int, tiles: int, at_edges: bool, extra: str = "") -> np.ndarray:
+    """Transposed :func:`_hat_weights` (k, n), with one more row of pixel ``index`` or ``ones``."""
+    rows = [_hat_weights(length, tiles, at_edges).T]
+    if extra:
+        values = np.arange(length) if extra == "index" else np.ones(length)
+        rows.append(values[None, :].astype(np.float32))
+    out = np.ascontiguousarray(np.vstack(rows), dtype=np.float32)
+    out.flags.writeable = False
+    return out
 
 
 def mesh_map(
@@ -248,11 +287,11 @@ def mesh_map(
         ValueError: If sizes are not positive, the grid has more tiles than pixels, or the
             displacements have the wrong shape or are not finite.
     """
-    d = np.array(displacements, dtype=np.float32)
-    dx, dy = mesh_displacement(height, width, grid_width, grid_height, d)
-    cols, rows = _rows_and_cols(height, width)
-    dx += cols
-    dy += rows
+    height, width = _check_size(height, width)
+    grid_width = _check_grid(width, grid_width, "grid_width", "width")
+    grid_height = _check_grid(height, grid_height, "grid_height", "height")
+    d = _check_displacements(displacements, grid_width, grid_height).copy()
+    dx, dy = _mesh_fields(height, width, grid_width, grid_height, d, False, identity=True)
     d.flags.writeable = False
     return MapPair(dx, dy, mesh=(int(grid_width), int(grid_height), d))
 
