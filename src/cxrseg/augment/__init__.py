@@ -9,6 +9,7 @@ imported here, so importing this package does not import torch.
 from __future__ import annotations
 
 from cxrseg.augment.functional import (
+    MapPair,
     Maps,
     affine_map,
     affine_matrix,
@@ -25,6 +26,7 @@ from cxrseg.augment.functional import (
 from cxrseg.augment.resample import remap, warp
 
 __all__ = [
+    "MapPair",
     "Maps",
     "affine_map",
     "affine_matrix",

@@ -208,11 +208,18 @@ def mesh_displacement(
     Returns:
         ``(dx, dy)``, float32 (H, W), or (H + 1, W + 1) with ``at_edges``.
     """
+    args = _mesh_args(height, width, grid_width, grid_height, displacements)
+    return _mesh_fields(*args, at_edges, identity=False)
+
+
+def _mesh_args(
+    height: int, width: int, grid_width: int, grid_height: int, displacements: np.ndarray
+) -> tuple[int, int, int, int, np.ndarray]:
     height, width = _check_size(height, width)
     grid_width = _check_grid(width, grid_width, "grid_width", "width")
     grid_height = _check_grid(height, grid_height, "grid_height", "height")
     d = _check_displacements(displacements, grid_width, grid_height)
-    return _mesh_fields(height, width, grid_width, grid_height, d, at_edges, identity=False)
+    return height, width, grid_width, grid_height, d
 
 
 def _mesh_fields(
@@ -287,13 +294,13 @@ def mesh_map(
         ValueError: If sizes are not positive, the grid has more tiles than pixels, or the
             displacements have the wrong shape or are not finite.
     """
-    height, width = _check_size(height, width)
-    grid_width = _check_grid(width, grid_width, "grid_width", "width")
-    grid_height = _check_grid(height, grid_height, "grid_height", "height")
-    d = _check_displacements(displacements, grid_width, grid_height).copy()
+    height, width, grid_width, grid_height, d = _mesh_args(
+        height, width, grid_width, grid_height, displacements
+    )
     dx, dy = _mesh_fields(height, width, grid_width, grid_height, d, False, identity=True)
+    d = d.copy()
     d.flags.writeable = False
-    return MapPair(dx, dy, mesh=(int(grid_width), int(grid_height), d))
+    return MapPair(dx, dy, mesh=(grid_width, grid_height, d))
 
 
 def gaussian_sigmas(
