@@ -253,3 +253,15 @@ def test_maps_survive_pickling_for_worker_processes():
     restored = pickle.loads(pickle.dumps(maps))
     np.testing.assert_array_equal(restored[0], maps[0])
     assert restored.mesh[0] == 3
+
+
+def test_chain_with_an_elastic_field_first_stays_exact():
+    from scipy.ndimage import map_coordinates
+
+    elastic = F.elastic_map(H, W, 6.0, 5.0, seed=5)
+    y, x = np.mgrid[0:H, 0:W].astype(float)
+    sx, sy = _mesh1(*_rot(x, y))
+    want = [map_coordinates(m.astype(float), [sy, sx], order=1, mode="nearest") for m in elastic]
+    got = F.compose_maps(F.compose_maps(elastic, MAPS["mesh"]), MAPS["rotation"])
+    inside = (sx >= 0) & (sx <= W - 1) & (sy >= 0) & (sy <= H - 1)
+    assert np.hypot(got[0] - want[0], got[1] - want[1])[inside].max() < 0.05

@@ -103,7 +103,7 @@ def compose_maps(first: Maps, second: Maps) -> Maps:
         rx, ry = _compose_mesh(mesh, sx, sy)
     else:
         rx, ry = _compose_generic(fx, fy, sx, sy)
-    return MapPair(rx, ry, parts=(first, second)) if mesh is not None else MapPair(rx, ry)
+    return MapPair(rx, ry, parts=(first, second))
 
 
 def _compose_mesh(
