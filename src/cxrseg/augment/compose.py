@@ -34,7 +34,7 @@ def compose_affine(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     a, b = np.eye(3), np.eye(3)
     a[:2] = np.asarray(first, dtype=np.float64)
     b[:2] = np.asarray(second, dtype=np.float64)
-    return (a @ b)[:2]
+    return np.einsum("ij,jk->ik", a, b)[:2]
 
 
 #: Linear part closer than this to the identity: interpolate the displacement directly.
@@ -42,16 +42,16 @@ _NEAR_IDENTITY = 0.05
 
 
 @lru_cache(maxsize=8)
-def _affine_fit(height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Design matrix, its pseudo-inverse and flat pixel indices of a sparse ~24 x 24 sample."""
+def _affine_fit(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Least-squares operator (3, n) and flat indices (n,) of a sparse ~24 x 24 pixel sample."""
     step_y, step_x = max(1, height // 24), max(1, width // 24)
     ys, xs = np.mgrid[0:height:step_y, 0:width:step_x]
     design = np.stack([xs.ravel(), ys.ravel(), np.ones(xs.size)], axis=1).astype(np.float64)
     pinv = np.linalg.pinv(design)
     index = np.ravel_multi_index((ys.ravel(), xs.ravel()), (height, width))
-    for array in (design, pinv, index):
-        array.flags.writeable = False
-    return design, pinv, index
+    pinv.flags.writeable = False
+    index.flags.writeable = False
+    return pinv, index
 
 
 def compose_maps(first: Maps, second: Maps) -> Maps:
@@ -129,9 +129,9 @@ def _compose_generic(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Any map at arbitrary positions: exact affine part plus an interpolated residual."""
     height, width = fx.shape
-    design, pinv, index = _affine_fit(height, width)
-    sample = np.stack([fx.ravel()[index], fy.ravel()[index]], axis=1).astype(np.float64)
-    matrix = (pinv @ sample).T  # (2, 3) best-fitting backward affine of `first`
+    pinv, index = _affine_fit(height, width)
+    sample = np.stack([fx.ravel()[index], fy.ravel()[index]]).astype(np.float64)  # (2, n)
+    matrix = np.einsum("kn,cn->ck", pinv, sample)  # (2, 3) best-fitting backward affine
     if float(np.abs(matrix[:, :2] - np.eye(2)).max()) < _NEAR_IDENTITY:
         # The displacement has a small slope: interpolating it directly is accurate.
         cols, rows = _rows_and_cols(height, width)
