@@ -115,23 +115,31 @@ def mesh_grid_batch(
     at_edges = base is not None
     wy = torch.from_numpy(_hat_weights(height, grid_height, at_edges).copy()).to(device)
     wx = torch.from_numpy(_hat_weights(width, grid_width, at_edges).copy()).to(device)
-    field = torch.stack((wy @ d[..., 0] @ wx.T, wy @ d[..., 1] @ wx.T), dim=1)  # (N, 2, h, w)
+    field = wy @ d.permute(0, 3, 1, 2) @ wx.T  # (N, 2, h, w) displacement in pixels
+    # Pixel offsets to normalised ones: x_norm changes by 2 / W per pixel.
+    to_norm = torch.tensor([2.0 / width, 2.0 / height], device=device)
     if base is None:
-        cols, rows = _pixel_axes(height, width, device, torch.float32)
-        return _normalise(field[:, 0] + cols, field[:, 1] + rows, height, width)
+        identity = _identity_grid(height, width, device, torch.float32)
+        return torch.addcmul(identity, field.permute(0, 2, 3, 1), to_norm)
     _check_grid_tensor(base)
     if tuple(base.shape) != (d.shape[0], height, width, 2):
         raise ValueError(
             f"base grid is {tuple(base.shape)}; expected ({d.shape[0]}, {height}, {width}, 2)."
         )
     base = base.to(device=device, dtype=torch.float32)
-    # The field is sampled at the pixel edges, a (H + 1, W + 1) grid that holds every vertex,
-    # so bilinear interpolation of it is exact; rescale base's positions to that grid.
-    scale = torch.tensor([width / (width + 1.0), height / (height + 1.0)], device=device)
-    shift = TF.grid_sample(field, base * scale, mode="bilinear", padding_mode="border",
-                           align_corners=False)  # fmt: skip
-    size = torch.tensor([width, height], device=device, dtype=torch.float32)
-    return base + 2.0 * shift.permute(0, 2, 3, 1) / size
+    # The field is sampled at the pixel edges: a (H + 1, W + 1) grid that holds every vertex,
+    # so bilinear interpolation of it is exact. With align_corners=True its index is
+    # (g + 1) * W / 2 = position + 0.5 for base's normalised g: no rescaling needed.
+    shift = TF.grid_sample(field, base, mode="bilinear", padding_mode="zeros", align_corners=True)
+    return torch.addcmul(base, shift.permute(0, 2, 3, 1), to_norm)
+
+
+def _identity_grid(
+    height: int, width: int, device: torch.device | str | None, dtype: torch.dtype
+) -> torch.Tensor:
+    """Normalised grid (1, H, W, 2) of the identity map."""
+    cols, rows = _pixel_axes(height, width, device, dtype)
+    return _normalise(cols.expand(1, height, width), rows.expand(1, height, width), height, width)
 
 
 def affine_grid_batch(
@@ -188,11 +196,7 @@ def compose_grids(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
     _check_grid_tensor(second)
     if first.shape != second.shape:
         raise ValueError(f"cannot compose grids {tuple(first.shape)} and {tuple(second.shape)}.")
-    n, height, width, _ = first.shape
-    cols, rows = _pixel_axes(height, width, first.device, first.dtype)
-    identity = _normalise(
-        cols.expand(1, height, width), rows.expand(1, height, width), height, width
-    )
+    identity = _identity_grid(first.shape[1], first.shape[2], first.device, first.dtype)
     shift = (first - identity).permute(0, 3, 1, 2)
     sampled = TF.grid_sample(
         shift, second.to(first.dtype), mode="bilinear", padding_mode="border", align_corners=False
@@ -236,8 +240,11 @@ def _warp_images(
         out = torch.maximum(torch.minimum(out, hi), lo)
     if dtype.is_floating_point:
         return out
-    info = torch.iinfo(dtype)
-    return out.round().clamp(info.min, info.max).to(dtype)
+    out = out.round_()
+    if mode == "bicubic" or fill != 0:  # only these can leave the input's range
+        info = torch.iinfo(dtype)
+        out = out.clamp_(info.min, info.max)
+    return out.to(dtype)
 
 
 def warp_batch(
