@@ -104,16 +104,11 @@ def plot_curves(
     finite_dice = [v for s in dice_series.values() for v in s if math.isfinite(v)]
     loss_top = max(finite_loss, default=1.0) * 1.05 or 1.0
     dice_low = math.floor(min(finite_dice, default=0.0) * 10) / 10
-    _panel(draw, font, (0, 24, width // 2, height), epochs, loss_series, (0.0, loss_top), "loss")
-    _panel(
-        draw,
-        font,
-        (width // 2, 24, width, height),
-        epochs,
-        dice_series,
-        (min(dice_low, 0.9), 1.0),
-        "validation Dice",
-    )
+    loss_box = (0, 24, width // 2, height)
+    _panel(draw, font, loss_box, epochs, loss_series, (0.0, loss_top), "loss", legend_top=True)
+    dice_box = (width // 2, 24, width, height)
+    dice_range = (min(dice_low, 0.9), 1.0)
+    _panel(draw, font, dice_box, epochs, dice_series, dice_range, "validation Dice", False)
     with atomic_write(Path(path)) as tmp:
         canvas.save(tmp, format="PNG")
 
@@ -153,11 +148,12 @@ def _panel(
     epochs: list[float],
     series: dict[str, list[float]],
     y_range: tuple[float, float],
-    ylabel: str,
+    name: str,
+    legend_top: bool,
 ) -> None:
-    x0, y0, x1, y1 = box[0] + 70, box[1] + 20, box[2] - 20, box[3] - 45
+    x0, y0, x1, y1 = box[0] + 60, box[1] + 24, box[2] - 20, box[3] - 45
     draw.rectangle((x0, y0, x1, y1), outline="black")
-    draw.text((box[0] + 8, (y0 + y1) // 2), ylabel, fill="black", font=font, anchor="lm")
+    draw.text(((x0 + x1) // 2, y0 - 4), name, fill="black", font=font, anchor="md")
     draw.text(((x0 + x1) // 2, y1 + 26), "epoch", fill="black", font=font, anchor="ma")
     e_low, e_high = (min(epochs), max(epochs)) if epochs else (0.0, 1.0)
     if e_high == e_low:
@@ -179,12 +175,13 @@ def _panel(
             tx, _ = to_xy(tick, low)
             draw.line((tx, y1, tx, y1 + 4), fill="black")
             draw.text((tx, y1 + 6), str(int(tick)), fill="black", font=font, anchor="ma")
-    for i, (name, values) in enumerate(series.items()):
+    for i, (label, values) in enumerate(series.items()):
         color = _COLORS[i % len(_COLORS)]
         points = [to_xy(e, v) for e, v in zip(epochs, values, strict=True) if math.isfinite(v)]
         if len(points) > 1:
             draw.line(points, fill=color, width=2)
         for px, py in points if len(points) <= 60 else []:
             draw.ellipse((px - 2, py - 2, px + 2, py + 2), fill=color)
-        draw.line((x1 - 130, y0 + 14 + 18 * i, x1 - 105, y0 + 14 + 18 * i), fill=color, width=3)
-        draw.text((x1 - 98, y0 + 14 + 18 * i), name, fill="black", font=font, anchor="lm")
+        ly = y0 + 14 + 18 * i if legend_top else y1 - 14 - 18 * (len(series) - 1 - i)
+        draw.line((x1 - 150, ly, x1 - 125, ly), fill=color, width=3)
+        draw.text((x1 - 118, ly), label, fill="black", font=font, anchor="lm")

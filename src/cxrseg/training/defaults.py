@@ -112,9 +112,8 @@ def pick_batch_size(
     fits = max(1, int(free * 0.5 // per_image))
     limit = max(1, min(fits, cap, train_cases))
     batch = 1 << (limit.bit_length() - 1)
-    reason = (
-        f"{where}, about {per_image / 2**20:.0f} MiB per image; capped at {cap}"
-        + (f" and {train_cases} training cases" if train_cases < cap else "")
+    reason = f"{where}, about {per_image / 2**20:.0f} MiB per image; capped at {cap}" + (
+        f" and {train_cases} training cases" if train_cases < cap else ""
     )
     return batch, reason
 

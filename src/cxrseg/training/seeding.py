@@ -69,7 +69,7 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
         torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
-    else:
+    elif torch.are_deterministic_algorithms_enabled():
         torch.use_deterministic_algorithms(False)
     logger.debug("seeded torch with %d (deterministic=%s)", seed, deterministic)
 

@@ -1,0 +1,48 @@
+"""Training: configuration, seeding, the loop, checkpoints, distributed helpers, a whole run.
+
+``from cxrseg.training import TrainConfig, train`` is the entry point::
+
+    result = train("data/montgomery", "runs/mont256", TrainConfig(size=256))
+
+Submodules: :mod:`~cxrseg.training.config` (one ``TrainConfig`` dataclass),
+:mod:`~cxrseg.training.defaults` (options picked from the data),
+:mod:`~cxrseg.training.seeding`, :mod:`~cxrseg.training.loop` (epoch functions),
+:mod:`~cxrseg.training.run` (run folder, resume), :mod:`~cxrseg.training.checkpoint`,
+:mod:`~cxrseg.training.distributed` and :mod:`~cxrseg.training.curves`. Names are imported
+on first use, so importing a submodule does not import the others.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cxrseg.training.checkpoint import load_checkpoint, save_checkpoint
+    from cxrseg.training.config import TrainConfig
+    from cxrseg.training.loop import TrainingStopped
+    from cxrseg.training.run import TrainResult, train
+
+__all__ = [
+    "TrainConfig",
+    "TrainResult",
+    "TrainingStopped",
+    "load_checkpoint",
+    "save_checkpoint",
+    "train",
+]
+
+_HOMES = {
+    "TrainConfig": "cxrseg.training.config",
+    "TrainResult": "cxrseg.training.run",
+    "TrainingStopped": "cxrseg.training.loop",
+    "load_checkpoint": "cxrseg.training.checkpoint",
+    "save_checkpoint": "cxrseg.training.checkpoint",
+    "train": "cxrseg.training.run",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOMES:
+        return getattr(importlib.import_module(_HOMES[name]), name)
+    raise AttributeError(f"module 'cxrseg.training' has no attribute {name!r}")
