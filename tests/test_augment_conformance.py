@@ -9,6 +9,7 @@ compared without going through PIL's bicubic filter.
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -172,3 +173,20 @@ def test_augmentor_gaussian_misaligns_masks_but_we_do_not(monkeypatch):
     ours, (mask,) = warp(image, [image], maps, interpolation="nearest")
     assert augmentor_differs > 0.1
     np.testing.assert_array_equal(ours, mask)
+
+
+DATA = Path(__file__).parents[2] / "shared" / "data"
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not DATA.is_dir(), reason="real data not found at ../shared/data")
+def test_distort_pixels_on_a_real_radiograph(monkeypatch):
+    image = np.asarray(
+        Image.open(DATA / "montgomery" / "images" / "MCUCXR_0001_0.png").convert("L")
+    )
+    height, width = image.shape
+    d = np.random.default_rng(6).integers(-8, 9, size=(4, 4, 2))
+    patch_randint(monkeypatch, d)
+    (ref,) = Operations.Distort(1.0, 5, 5, 8).perform_operation([Image.fromarray(image)])
+    ours, _ = warp(image, None, mesh_map(height, width, 5, 5, d), interpolation="bicubic")
+    assert np.abs(ours.astype(float) - np.asarray(ref, dtype=float)).mean() <= 1.0
