@@ -5,7 +5,7 @@ is ``A``'s map evaluated at ``B``'s positions. Evaluating by plain bilinear inte
 ``A``'s pixel samples would be off by up to a quarter of the slope change at each mesh tile
 border (tile borders lie between pixel centres), so maps made by
 :mod:`cxrseg.augment.functional` carry how they were made
-(:class:`~cxrseg.augment.functional.MapPair`) and are evaluated exactly. Re-exported by
+(:class:`~cxrseg.augment.maps.MapPair`) and are evaluated exactly. Re-exported by
 :mod:`cxrseg.augment.functional`.
 """
 
@@ -16,15 +16,8 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from cxrseg.augment.functional import (
-    MapPair,
-    Maps,
-    _affine_at,
-    _check_maps,
-    _rows_and_cols,
-    affine_map,
-    mesh_displacement,
-)
+from cxrseg.augment.maps import MapPair, Maps, _affine_at, _check_maps, _rows_and_cols, affine_map
+from cxrseg.augment.mesh import mesh_displacement
 
 __all__ = ["compose_affine", "compose_maps"]
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as TF
 
-from cxrseg.augment.functional import _check_grid, _check_size, _hat_weights
+from cxrseg.augment.maps import _check_size
+from cxrseg.augment.mesh import _check_grid, _hat_weights
 
 __all__ = [
     "affine_grid_batch",
