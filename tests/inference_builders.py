@@ -8,9 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pydicom
-from pydicom.dataset import FileDataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage
 
 LABELS = ["left_lung", "right_lung", "heart"]
 SIZE = 32
@@ -74,34 +71,15 @@ def positional_lungs(batch: np.ndarray) -> np.ndarray:
     return logits
 
 
-def write_dicom(path: Path, stored: np.ndarray, bits: int = 12) -> Path:
-    """A minimal MONOCHROME2 DICOM file holding ``stored`` (uint16) as pixels."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = "DX"
-    ds.Rows, ds.Columns = stored.shape
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, bits, bits - 1
-    ds.PixelRepresentation = 0
-    ds.PixelData = stored.astype("<u2").tobytes()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(path, enforce_file_format=True)
-    return path
-
-
 def write_inputs(folder: Path) -> dict[str, tuple[int, int]]:
     """An 8-bit PNG (70x90), a 16-bit PNG (45x33) and a DICOM (40x52); return id -> shape."""
     from PIL import Image
+
+    from test_io import make_dicom  # the DICOM builder of the io tests
 
     rng = np.random.default_rng(0)
     folder.mkdir(parents=True, exist_ok=True)
     Image.fromarray(rng.integers(0, 256, (70, 90), dtype=np.uint8)).save(folder / "a8.png")
     Image.fromarray(rng.integers(0, 65536, (45, 33), dtype=np.uint16)).save(folder / "b16.png")
-    write_dicom(folder / "c.dcm", rng.integers(0, 4096, (40, 52), dtype=np.uint16))
+    make_dicom(folder / "c.dcm", rng.integers(0, 4096, (40, 52), dtype=np.uint16))
     return {"a8": (70, 90), "b16": (45, 33), "c": (40, 52)}

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 from cxrseg.inference.backends import OnnxBackend, TorchBackend
 from cxrseg.inference.model_file import ModelFile, ModelInfo, locate_model, model_info
-from cxrseg.inference.paths import PredictSummary, expand_inputs, predict_paths
+from cxrseg.inference.paths import InputFiles, PredictSummary, expand_inputs, predict_paths
 from cxrseg.inference.predictor import FLIPS, Prediction, Predictor, mirror_name
 
 __all__ = [
     "FLIPS",
+    "InputFiles",
     "ModelFile",
     "ModelInfo",
     "OnnxBackend",

@@ -30,7 +30,7 @@ from cxrseg.errors import InputError
 if TYPE_CHECKING:
     from cxrseg.inference.predictor import Prediction, Predictor
 
-__all__ = ["PredictSummary", "expand_inputs", "predict_paths"]
+__all__ = ["InputFiles", "PredictSummary", "expand_inputs", "predict_paths"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,14 +56,23 @@ class PredictSummary:
 
 
 @dataclass
-class _Inputs:
+class InputFiles:
+    """What :func:`expand_inputs` found.
+
+    Attributes:
+        files: Image files, in order, each once.
+        folders: The folders given.
+        failed: ``(path, reason)`` of inputs that are missing or not images.
+        skipped: Files in the folders (or glob matches) that are not images.
+    """
+
     files: list[Path] = field(default_factory=list)
     folders: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)
 
 
-def expand_inputs(inputs: Iterable[str | Path]) -> _Inputs:
+def expand_inputs(inputs: Iterable[str | Path]) -> InputFiles:
     """Files, folders (their image files, not recursive) and globs -> image files.
 
     Folder contents and glob matches are sorted naturally (``case2`` before ``case10``); a
@@ -73,7 +82,7 @@ def expand_inputs(inputs: Iterable[str | Path]) -> _Inputs:
     from cxrseg.data import natural_key
     from cxrseg.io import IMAGE_EXTENSIONS, is_image_file
 
-    found = _Inputs()
+    found = InputFiles()
     seen: set[Path] = set()
 
     def add(path: Path) -> None:
@@ -128,7 +137,7 @@ def _check_ids(files: Sequence[Path]) -> None:
         )
 
 
-def _check_out(out: Path, found: _Inputs) -> None:
+def _check_out(out: Path, found: InputFiles) -> None:
     """Refuse an output folder that is, contains or lies inside an input folder or file."""
     target = out.resolve()
     for folder in found.folders:
@@ -212,10 +221,13 @@ def predict_paths(
     return summary
 
 
-def _read_all(paths: Sequence[Path], failed: list[tuple[Path, str]]) -> tuple[list, list]:
+def _read_all(
+    paths: Sequence[Path], failed: list[tuple[Path, str]]
+) -> tuple[list[np.ndarray], list[Path]]:
     from cxrseg.io import read_image
 
-    images, kept = [], []
+    images: list[np.ndarray] = []
+    kept: list[Path] = []
     for path in paths:
         try:
             image, _ = read_image(path)

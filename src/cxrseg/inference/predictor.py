@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.special import expit, softmax
+from scipy.special import expit
 
+from cxrseg.errors import InputError
 from cxrseg.inference.backends import Backend, open_backend
 from cxrseg.inference.model_file import ModelInfo, locate_model, model_info
 from cxrseg.inference.preprocess import normalize, prepare, restore
@@ -171,8 +172,6 @@ class Predictor:
         backend = open_backend(model, device)
         channels = getattr(backend, "output_channels", None)
         if channels is not None and channels != len(info.channels):
-            from cxrseg.errors import InputError
-
             raise InputError(
                 f"the network has {channels} output channels but its metadata describes "
                 f"{len(info.channels)} ({', '.join(info.channels)})",
@@ -254,9 +253,13 @@ class Predictor:
                 f"the network returned shape {logits.shape}; expected (N, {expected}, S, S) "
                 f"for {self.info.mode} over {self.info.channels}"
             )
+        out = np.array(logits, dtype=np.float32)  # computed in place below
         if self.info.mode == "softmax":
-            return softmax(logits, axis=1).astype(np.float32)
-        return expit(logits).astype(np.float32)
+            out -= out.max(axis=1, keepdims=True)
+            np.exp(out, out=out)
+            out /= out.sum(axis=1, keepdims=True)
+            return out
+        return expit(out, out=out)
 
     def _finish(self, prob: np.ndarray, shape: tuple[int, int], keep: bool) -> Prediction:
         """Restore one image's (C, S, S) probabilities to (H, W), threshold, post-process."""

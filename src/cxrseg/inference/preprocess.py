@@ -50,12 +50,14 @@ def normalize(images: np.ndarray, method: str = "zscore") -> np.ndarray:
         return images.astype(np.float32, copy=False)
     if method != "zscore":
         raise ValueError(f"normalization {method!r} is not one of {NORMALIZATIONS}.")
-    flat = images.reshape(len(images), -1).astype(np.float64)
-    mean = flat.mean(axis=1)
-    std = flat.std(axis=1, ddof=1) if flat.shape[1] > 1 else np.zeros_like(mean)
-    scale = np.maximum(std, 1e-6)
-    out = (images - mean[:, None, None, None]) / scale[:, None, None, None]
-    return out.astype(np.float32)
+    flat = images.reshape(len(images), -1)
+    mean = flat.mean(axis=1, dtype=np.float64)  # float64 sums, no float64 copy
+    std = flat.std(axis=1, ddof=1, dtype=np.float64) if flat.shape[1] > 1 else mean * 0
+    shift = mean.astype(np.float32)[:, None, None, None]
+    scale = (1.0 / np.maximum(std, 1e-6)).astype(np.float32)[:, None, None, None]
+    out = np.subtract(images, shift, dtype=np.float32)
+    out *= scale
+    return out
 
 
 def prepare(image: np.ndarray, size: int, resize: str = "squash") -> np.ndarray:
@@ -88,10 +90,10 @@ def restore(channel: np.ndarray, shape: tuple[int, int], resize: str) -> np.ndar
         resize: The mode :func:`prepare` used.
 
     Returns:
-        (H, W) float32, bilinearly resized (the letterbox padding cropped first).
+        New (H, W) float32 array, bilinearly resized (the letterbox padding cropped first).
     """
     top, bottom, left, right = content_box(shape, channel.shape[-1], resize)
-    inner = np.ascontiguousarray(channel[top:bottom, left:right], dtype=np.float32)
+    inner = np.array(channel[top:bottom, left:right], dtype=np.float32)  # a copy, never a view
     if inner.shape == tuple(shape):
         return inner
     height, width = shape
