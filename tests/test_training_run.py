@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
@@ -13,9 +12,10 @@ from safetensors.torch import load_file
 from cxrseg.errors import InputError
 from cxrseg.training import TrainingStopped, load_checkpoint, train
 from cxrseg.training.curves import read_metrics_csv
-from training_builders import lungs_folder, phantom_folder, tiny_config
+from training_builders import lungs_folder, one_thread, phantom_folder, tiny_config
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
+__all__ = ["one_thread"]  # the fixture, imported for pytest
 
 
 @pytest.fixture(scope="module")

@@ -124,9 +124,9 @@ class TrainConfig:
     loss: str = "dice_ce"
     mode: str | None = None
     class_weights: list[float] | None = None
-    epochs: int = 40
+    epochs: int = 30
     batch_size: int | None = None
-    lr: float = 3e-3
+    lr: float = 2e-3
     optimizer: str = "adamw"
     weight_decay: float = 1e-4
     momentum: float = 0.9

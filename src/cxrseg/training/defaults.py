@@ -6,7 +6,7 @@ prints at the start:
 - ``size``: the median image size (longer side) rounded to a multiple of 32, at most 512;
 - ``mode``: ``"sigmoid"`` when structures overlap in any training case, else ``"softmax"``;
 - ``batch_size``: from free memory (CUDA) or available RAM (CPU), using a per-image estimate
-  of the U-Net's activation memory, capped (8 on CPU, where larger batches only cost steps;
+  of the U-Net's activation memory, capped (4 on CPU, where a larger batch only costs steps;
   64 on CUDA) and never above the number of training cases;
 - ``workers``: 0 on CPU (the augmentation of a few cached images is cheaper than feeding
   worker processes, and the cores are busy with the convolutions); up to 8 on CUDA;
@@ -42,7 +42,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 MAX_SIZE = 512
-CPU_BATCH_CAP = 8
+CPU_BATCH_CAP = 4
 CUDA_BATCH_CAP = 64
 #: Activation tensors kept per pixel and base channel by a U-Net step (conv, norm and ReLU
 #: outputs of both blocks of every level, the decoder's concatenations and their gradients).

@@ -1,0 +1,93 @@
+"""TrainConfig: defaults, YAML round trip, refusal of bad options, the resume identity."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cxrseg.errors import InputError
+from cxrseg.training.config import RUNTIME_FIELDS, TrainConfig, config_diff, default_augmentation
+
+
+def test_yaml_round_trip_keeps_every_option(tmp_path: Path) -> None:
+    config = TrainConfig(size=128, epochs=3, lr=1e-3, model_kwargs={"depth": 4}, loss="ce")
+    config.to_yaml(tmp_path / "train.yaml")
+    assert TrainConfig.from_yaml(tmp_path / "train.yaml") == config
+
+
+def test_partial_yaml_keeps_the_defaults_of_missing_options(tmp_path: Path) -> None:
+    (tmp_path / "train.yaml").write_text("epochs: 7\noptimizer: sgd\n")
+    config = TrainConfig.from_yaml(tmp_path / "train.yaml")
+    assert (config.epochs, config.optimizer, config.lr) == (7, "sgd", TrainConfig().lr)
+
+
+def test_unknown_yaml_option_is_refused_naming_it_and_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "train.yaml"
+    path.write_text("epochs: 3\nlearning_rate: 0.1\n")
+    with pytest.raises(InputError, match=r"train\.yaml.*learning_rate.*valid options.*lr"):
+        TrainConfig.from_yaml(path)
+
+
+def test_bad_value_in_yaml_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "train.yaml"
+    path.write_text("size: 100\n")
+    with pytest.raises(InputError, match=r"train\.yaml: size=100 .*Fix: use 96"):
+        TrainConfig.from_yaml(path)
+
+
+def test_missing_config_file_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="not found"):
+        TrainConfig.from_yaml(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("optimizer", "adam", "optimizer='adam' is not one of"),
+        ("schedule", "step", "schedule='step'"),
+        ("device", "gpu", "device='gpu'"),
+        ("epochs", 0, "epochs=0 must be a whole number >= 1"),
+        ("batch_size", 2.5, "batch_size=2.5"),
+        ("lr", 0.0, "lr=0.0 must be > 0"),
+        ("lr", float("nan"), "lr=nan must be a finite number"),
+        ("val_fraction", 1.2, "val_fraction=1.2"),
+        ("mode", "multi", "mode='multi'"),
+        ("patience", -1, "patience=-1"),
+        ("workers", -2, "workers=-2"),
+    ],
+)
+def test_bad_option_is_refused_naming_the_value(option: str, value: object, message: str) -> None:
+    with pytest.raises(InputError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        TrainConfig(**{option: value})  # type: ignore[arg-type]
+
+
+def test_fractions_that_leave_no_training_case_are_refused() -> None:
+    with pytest.raises(InputError, match="leaves no case for training"):
+        TrainConfig(val_fraction=0.5, test_fraction=0.5)
+
+
+def test_identity_leaves_out_only_runtime_options() -> None:
+    config = TrainConfig()
+    assert set(config.to_dict()) - set(config.identity()) == RUNTIME_FIELDS
+    assert config.replace(workers=4, device="cpu").fingerprint() == config.fingerprint()
+    assert config.replace(lr=0.1).fingerprint() != config.fingerprint()
+
+
+def test_config_diff_names_each_changed_option() -> None:
+    old = TrainConfig().identity()
+    new = TrainConfig(lr=0.1, epochs=5).identity()
+    assert config_diff(old, new) == ["epochs: 40 -> 5", f"lr: {TrainConfig().lr!r} -> 0.1"]
+
+
+def test_replace_ignores_options_left_as_none() -> None:
+    assert TrainConfig(epochs=5).replace(epochs=None, lr=0.5) == TrainConfig(epochs=5, lr=0.5)
+
+
+def test_default_augmentation_builds_a_pipeline_without_horizontal_flip() -> None:
+    from cxrseg.augment.pipeline import Pipeline
+
+    pipeline = Pipeline.from_dict(default_augmentation())
+    ops = [op["op"] for op in pipeline.to_dict()["operations"]]
+    assert ops[:2] == ["random_distortion", "gaussian_distortion"]
+    assert "flip_left_right" not in ops
