@@ -76,10 +76,10 @@ def on_device(backend: Any, batch: np.ndarray) -> Callable[[], object]:
     if getattr(backend, "device", "cpu").startswith("cuda"):
         inputs = torch.from_numpy(batch).to(backend.torch_device)
         inputs = inputs.contiguous(memory_format=torch.channels_last)
-        dtype = backend.amp_dtype or torch.float32
+        amp = backend.amp_dtype is not None
 
         def forward() -> object:
-            with torch.inference_mode(), torch.autocast("cuda", dtype=dtype):
+            with torch.inference_mode(), torch.autocast("cuda", backend.amp_dtype, amp):
                 return backend.model(inputs)
 
         return forward
@@ -122,7 +122,8 @@ def main() -> None:
         cv2.setNumThreads(args.threads)
     cuda = args.device == "cuda"
     sync = torch.cuda.synchronize if cuda else (lambda: None)
-    images = [make_phantom(i, args.size).image for i in range(args.images)]
+    distinct = [make_phantom(i, args.size).image for i in range(min(args.images, 16))]
+    images = [distinct[i % len(distinct)] for i in range(args.images)]
     rows: list[tuple[str, float, float, float, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint, onnx_file = build(Path(tmp), args, onnx=not args.skip_onnx and not cuda)
