@@ -101,8 +101,14 @@ def test_resume_without_a_run_is_refused(phantoms: Path, tmp_path: Path) -> None
 
 def test_too_few_cases_are_refused_with_the_counts(tmp_path: Path) -> None:
     data = lungs_folder(tmp_path / "data", n=2)
-    with pytest.raises(InputError, match="too few cases"):
+    with pytest.raises(InputError, match="1 for training and 1 for validation"):
         train(data, tmp_path / "run", tiny_config(val_fraction=0.5))
+    assert not (tmp_path / "run").exists()  # nothing left that would block a second try
+
+
+def test_augmentation_on_the_device_path_trains(phantoms: Path, tmp_path: Path) -> None:
+    result = train(phantoms, tmp_path / "run", tiny_config(epochs=1, augment_on="device"))
+    assert result.stopped == "completed" and len(result.history) == 1
 
 
 def test_fine_tuning_on_other_structures_lists_both_label_sets(

@@ -62,7 +62,7 @@ def default_augmentation() -> dict[str, Any]:
 
 
 def _default_model_kwargs() -> dict[str, Any]:
-    return {"depth": 5, "base_channels": 16, "norm": "batch", "upsample": "transpose"}
+    return {"depth": 5, "base_channels": 12, "norm": "batch", "upsample": "transpose"}
 
 
 @dataclass

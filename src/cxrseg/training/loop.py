@@ -191,7 +191,9 @@ def _prepare(
     inputs = normalize_batch(images.float(), settings.normalization)
     if settings.channels_last:
         inputs = inputs.contiguous(memory_format=torch.channels_last)
-    return inputs, masks, masks_to_target(masks, settings.mode)
+    # masks_to_target works on NumPy arrays: CPU tensors are viewed, not copied.
+    target = masks_to_target(masks.cpu().numpy(), settings.mode).to(settings.device)
+    return inputs, masks, target
 
 
 def _loss_of(loss_fn: nn.Module, output: Any, target: torch.Tensor) -> torch.Tensor:

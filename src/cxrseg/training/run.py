@@ -122,6 +122,7 @@ def train(
     out = Path(out)
     config = starting_config(out, config, overrides or {}, resume)
     device = defaults.pick_device(config.device)
+    fresh = not resume and not out.exists()
     with distributed_context(device.type) as dist:
         if dist.enabled and device.type == "cuda":
             device = torch.device("cuda", dist.local_rank)
@@ -130,16 +131,24 @@ def train(
             return _run(
                 data, out, config, device, dist, emit, resume, init, splits, stop_after_epoch
             )
-        except torch.cuda.OutOfMemoryError as exc:
-            batch = config.batch_size or 0
-            raise TrainingStopped(
-                f"the GPU ran out of memory ({exc}). Fix: use a smaller batch, e.g. "
-                f"--batch-size {max(1, batch // 2)}, or a smaller --size."
-            ) from exc
+        except InputError:
+            if dist.is_main and not resume:
+                _remove_unstarted_run(out, fresh)
+            raise
 
 
 def _ignore(event: dict[str, Any]) -> None:
     del event
+
+
+def _remove_unstarted_run(out: Path, fresh: bool) -> None:
+    """Undo the files of a run refused before its first epoch, so it can be started again."""
+    if (out / "last").exists():
+        return
+    for name in ("splits.json", "config.yaml", "train.log"):
+        (out / name).unlink(missing_ok=True)
+    if fresh and out.is_dir() and not any(out.iterdir()):
+        out.rmdir()
 
 
 # --- configuration and run folder ---------------------------------------------------------
@@ -338,6 +347,13 @@ def _run(
         except TrainingStopped as exc:
             run_log.write(f"stopped: {exc}")
             raise
+        except torch.cuda.OutOfMemoryError as exc:
+            run_log.write(f"stopped: out of memory at epoch {epoch}")
+            raise TrainingStopped(
+                f"the GPU ran out of memory at epoch {epoch} with batch size {batch_size} "
+                f"({exc}). Fix: halve the batch, --batch-size {max(1, batch_size // 2)}, or "
+                "lower --size."
+            ) from exc
         result = evaluate(model, val_loader, loss_fn, settings, dist=dist,
                           num_structures=len(structures))  # fmt: skip
         improved = stopper.update(result.mean_dice, epoch)
