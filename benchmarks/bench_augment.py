@@ -92,15 +92,13 @@ def cxrseg_core(image: np.ndarray, mask: np.ndarray, kind: str) -> Callable[[int
 
     def step(i: int) -> object:
         rng = np.random.default_rng(i)
-        maps = None
+        steps = []
         if kind in ("chained", "random"):
             d = rng.integers(-MAGNITUDE_RANDOM, MAGNITUDE_RANDOM + 1, shape)
-            maps = F.mesh_map(height, width, GRID, GRID, d)
+            steps.append(F.MeshSpec(GRID, GRID, d))
         if kind in ("chained", "gaussian"):
-            g = F.mesh_map(height, width, GRID, GRID, rng.standard_normal(shape) * sigmas)
-            maps = g if maps is None else F.compose_maps(maps, g)
-        assert maps is not None
-        return warp(image, [mask], maps)
+            steps.append(F.MeshSpec(GRID, GRID, rng.standard_normal(shape) * sigmas))
+        return warp(image, [mask], F.chain_map(height, width, steps))
 
     return step
 

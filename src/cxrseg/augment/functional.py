@@ -7,8 +7,9 @@ top-left pixel centre at ``(0, 0)``). Every function takes its parameters explic
 random transform only draws numbers and any sample can be replayed.
 
 Applying op ``A`` and then op ``B`` to an image gives ``out(p) = in(A(B(p)))``, so the map of
-the chain is ``A``'s map evaluated at ``B``'s positions (:func:`compose_maps`); the data is then
-resampled once (:mod:`cxrseg.augment.resample`, :mod:`cxrseg.augment.torch_backend`).
+the chain is ``A``'s map evaluated at ``B``'s positions (:func:`compose_maps`, or
+:func:`chain_map` for a whole chain given by its parameters); the data is then resampled once
+(:mod:`cxrseg.augment.resample`, :mod:`cxrseg.augment.torch_backend`).
 
 This module gathers the public names of :mod:`~cxrseg.augment.maps` (identity, affine, flip,
 elastic), :mod:`~cxrseg.augment.mesh` (Augmentor's mesh distortions) and
@@ -17,10 +18,12 @@ elastic), :mod:`~cxrseg.augment.mesh` (Augmentor's mesh distortions) and
 
 from __future__ import annotations
 
-from cxrseg.augment.compose import compose_affine, compose_maps
+from cxrseg.augment.compose import chain_map, compose_affine, compose_maps
 from cxrseg.augment.maps import (
     MapPair,
     Maps,
+    MeshSpec,
+    Step,
     affine_map,
     affine_matrix,
     elastic_map,
@@ -41,8 +44,11 @@ __all__ = [
     "METHODS",
     "MapPair",
     "Maps",
+    "MeshSpec",
+    "Step",
     "affine_map",
     "affine_matrix",
+    "chain_map",
     "compose_affine",
     "compose_maps",
     "elastic_map",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
+from typing import NamedTuple, Union
 
 import cv2
 import numpy as np
@@ -19,6 +20,8 @@ import numpy as np
 __all__ = [
     "MapPair",
     "Maps",
+    "MeshSpec",
+    "Step",
     "affine_map",
     "affine_matrix",
     "elastic_map",
@@ -29,18 +32,37 @@ __all__ = [
 Maps = tuple[np.ndarray, np.ndarray]
 
 
+class MeshSpec(NamedTuple):
+    """An Augmentor mesh distortion described by its grid, without its full-size map.
+
+    ``displacements`` is (grid_height - 1, grid_width - 1, 2): the offsets (dx, dy) in pixels
+    of the interior vertices (see :func:`cxrseg.augment.mesh.mesh_map`).
+    """
+
+    grid_width: int
+    grid_height: int
+    displacements: np.ndarray
+
+
+Step = Union[np.ndarray, MeshSpec, Maps]  # noqa: UP007
+"""One op of a chain for :func:`~cxrseg.augment.compose.chain_map`: a backward 2 x 3 affine
+matrix, a :class:`MeshSpec`, or any ``(map_x, map_y)`` pair (e.g. an elastic field)."""
+
+
 class MapPair(tuple[np.ndarray, np.ndarray]):
     """A ``(map_x, map_y)`` pair that remembers how it was made, so composing stays exact.
 
     It unpacks and indexes like a plain tuple. ``matrix`` is set for affine maps (identity,
-    flips, rotations...), ``mesh`` for mesh maps and ``parts`` for compositions;
-    :func:`compose_maps` uses them to evaluate the first map exactly at the second's positions.
-    Maps are never modified in place by this module.
+    flips, rotations...), ``mesh`` for mesh maps, ``chain`` for maps of several mesh and affine
+    steps (matrices and :class:`MeshSpec`, in the order applied) and ``parts`` for other
+    compositions; :func:`compose_maps` uses them to evaluate the first map exactly at the
+    second's positions. Maps are never modified in place by this module.
     """
 
     matrix: np.ndarray | None
-    mesh: tuple[int, int, np.ndarray] | None
+    mesh: MeshSpec | None
     parts: tuple[Maps, Maps] | None
+    chain: tuple[np.ndarray | MeshSpec, ...] | None
 
     def __new__(
         cls,
@@ -48,11 +70,12 @@ class MapPair(tuple[np.ndarray, np.ndarray]):
         map_y: np.ndarray,
         *,
         matrix: np.ndarray | None = None,
-        mesh: tuple[int, int, np.ndarray] | None = None,
+        mesh: MeshSpec | None = None,
         parts: tuple[Maps, Maps] | None = None,
+        chain: tuple[np.ndarray | MeshSpec, ...] | None = None,
     ) -> MapPair:
         self = super().__new__(cls, (map_x, map_y))
-        self.matrix, self.mesh, self.parts = matrix, mesh, parts
+        self.matrix, self.mesh, self.parts, self.chain = matrix, mesh, parts, chain
         return self
 
     def __getnewargs__(self) -> tuple[np.ndarray, np.ndarray]:

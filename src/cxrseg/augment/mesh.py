@@ -3,8 +3,9 @@
 Augmentor's ``random_distortion``/``gaussian_distortion`` (0.2.12) cut the image into tiles of
 ``floor(W / grid_width)`` px with the remainder in the last column (rows likewise), move the
 interior vertices and warp with PIL's ``MESH`` transform, which samples at pixel centres
-``+0.5``. In that convention the map is bilinear in each tile, so :func:`mesh_map` builds it with
-two small matrix products; the conformance tests check it against Augmentor within 1e-4 px.
+``+0.5``. In that convention the map is bilinear in each tile, so :func:`mesh_map` evaluates it
+analytically (the numba kernel of :mod:`cxrseg.augment.kernels`, or two small matrix products
+without numba); the conformance tests check it against Augmentor within 1e-4 px.
 Public names are re-exported by :mod:`cxrseg.augment.functional`.
 """
 
@@ -15,7 +16,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from cxrseg.augment.maps import MapPair, Maps, _check_size
+from cxrseg.augment.maps import MapPair, Maps, MeshSpec, _check_size
 
 __all__ = [
     "CORNERS",
@@ -216,13 +217,19 @@ def mesh_map(
         ValueError: If sizes are not positive, the grid has more tiles than pixels, or the
             displacements have the wrong shape or are not finite.
     """
+    from cxrseg.augment import kernels
+
     height, width, grid_width, grid_height, d = _mesh_args(
         height, width, grid_width, grid_height, displacements
     )
-    dx, dy = _mesh_fields(height, width, grid_width, grid_height, d, False, identity=True)
     d = d.copy()
     d.flags.writeable = False
-    return MapPair(dx, dy, mesh=(grid_width, grid_height, d))
+    spec = MeshSpec(grid_width, grid_height, d)
+    if kernels.available():
+        dx, dy = kernels.evaluate_grid(height, width, kernels.plan(height, width, [spec]))
+    else:
+        dx, dy = _mesh_fields(height, width, grid_width, grid_height, d, False, identity=True)
+    return MapPair(dx, dy, mesh=spec)
 
 
 def gaussian_sigmas(
@@ -269,6 +276,25 @@ def gaussian_sigmas(
         raise ValueError(f"magnitude={magnitude!r} must be a finite number >= 0 (pixels).")
     if not (sdx > 0 and sdy > 0):
         raise ValueError(f"sdx={sdx!r} and sdy={sdy!r} must both be > 0.")
+    shape = _sigma_shape(height, width, grid_width, grid_height, corner, method,
+                         float(mex), float(mey), float(sdx), float(sdy))  # fmt: skip
+    return shape * float(magnitude)
+
+
+@lru_cache(maxsize=64)
+def _sigma_shape(
+    height: int,
+    width: int,
+    grid_width: int,
+    grid_height: int,
+    corner: str,
+    method: str,
+    mex: float,
+    mey: float,
+    sdx: float,
+    sdy: float,
+) -> np.ndarray:
+    """:func:`gaussian_sigmas` for magnitude 1 (read-only; a pipeline draws with it per sample)."""
     const = -1.0 if method == "out" else 1.0
 
     def f(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -284,4 +310,6 @@ def gaussian_sigmas(
     nx = x * (c1 - c0) + c0
     ny = y * (c3 - c2) + c2
     values = f(nx[None, :], ny[:, None])
-    return np.maximum((values - lo) / (hi - lo), 0.01) * float(magnitude)
+    out = np.maximum((values - lo) / (hi - lo), 0.01)
+    out.flags.writeable = False
+    return out

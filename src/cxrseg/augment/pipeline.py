@@ -48,6 +48,7 @@ __all__ = ["FORMAT_VERSION", "Masks", "Pipeline"]
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
+_NATIVE_SCALES = {np.dtype(np.uint8): 255, np.dtype(np.uint16): 65535}
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
 BORDERS = ("constant", "reflect")
 
@@ -57,30 +58,15 @@ def chain_maps(
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """One backward map for spatial steps applied in order, or None when there are none.
 
-    Runs of affine steps are merged into one matrix (exact); the other steps' maps are composed
-    with :func:`cxrseg.augment.functional.compose_maps`, so the data is resampled once.
+    Affine and mesh steps go to :func:`cxrseg.augment.functional.chain_map` as parameters, so
+    the whole run is computed exactly in one pass; other maps (elastic) are composed with it,
+    and the data is resampled once.
     """
     from cxrseg.augment import functional as F
 
-    maps: tuple[np.ndarray, np.ndarray] | None = None
-    matrix: np.ndarray | None = None
-
-    def then(step: tuple[np.ndarray, np.ndarray]) -> None:
-        nonlocal maps
-        maps = step if maps is None else F.compose_maps(maps, step)
-
-    for op, params in steps:
-        if isinstance(op, T.AffineTransform):
-            m = op.matrix(params, height, width)
-            matrix = m if matrix is None else F.compose_affine(matrix, m)
-            continue
-        if matrix is not None:
-            then(F.affine_map(height, width, matrix))
-            matrix = None
-        then(op.maps(params, height, width))
-    if matrix is not None:
-        then(F.affine_map(height, width, matrix))
-    return maps
+    if not steps:
+        return None
+    return F.chain_map(height, width, [op.step(params, height, width) for op, params in steps])
 
 
 class Pipeline(PipelineMethods):
@@ -221,7 +207,20 @@ class Pipeline(PipelineMethods):
         from cxrseg.augment.resample import warp
 
         self._check_params(params)
-        x = image_to_float(image)
+        # Integer images that only move are resampled in their own dtype (OpenCV's fast path,
+        # rounded like the float route to within one grey level); intensity ops need floats.
+        native = (
+            isinstance(image, np.ndarray)
+            and image.dtype in _NATIVE_SCALES
+            and image.ndim in (2, 3)
+            and image.size > 0
+            and not any(
+                p["applied"] and isinstance(op, T.IntensityTransform)
+                for op, p in zip(self.operations, params, strict=True)
+            )
+        )
+        x = image if native else image_to_float(image)
+        fill = round(self.fill * _NATIVE_SCALES[image.dtype]) if native else self.fill
         height, width = x.shape[:2]
         arrays, names = mask_list(masks, (height, width))
         self.check_mask_names(names)
@@ -238,7 +237,7 @@ class Pipeline(PipelineMethods):
                     maps,
                     interpolation=self.interpolation,
                     border=self.border,
-                    fill=self.fill,
+                    fill=fill,
                 )
             pending.clear()
 
@@ -252,7 +251,8 @@ class Pipeline(PipelineMethods):
                 flush()
                 x = op.apply(x, p)
         flush()
-        return image_from_float(x, image.dtype), rebuild_masks(masks, arrays, names, flips % 2 == 1)
+        out = (x.copy() if x is image else x) if native else image_from_float(x, image.dtype)
+        return out, rebuild_masks(masks, arrays, names, flips % 2 == 1)
 
     def sample(
         self, n: int, source: Sequence[tuple[np.ndarray, Masks]] | Dataset, *, epoch: int = 0

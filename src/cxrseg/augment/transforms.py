@@ -80,6 +80,11 @@ class SpatialTransform(RandomTransform):
         """Backward map ``(map_x, map_y)``, each float32 (H, W), for an applied sample."""
         raise NotImplementedError
 
+    def step(self, params: Params, height: int, width: int) -> F.Step:
+        """This sample as a step of :func:`cxrseg.augment.functional.chain_map`: its map, or
+        (affine and mesh ops) the parameters that let a chain be computed in one pass."""
+        return self.maps(params, height, width)
+
 
 @dataclass(frozen=True)
 class AffineTransform(SpatialTransform):
@@ -91,6 +96,9 @@ class AffineTransform(SpatialTransform):
 
     def maps(self, params: Params, height: int, width: int) -> Maps:
         return F.affine_map(height, width, self.matrix(params, height, width))
+
+    def step(self, params: Params, height: int, width: int) -> F.Step:
+        return self.matrix(params, height, width)
 
 
 @dataclass(frozen=True)
@@ -114,6 +122,10 @@ class _Mesh(SpatialTransform):
     def maps(self, params: Params, height: int, width: int) -> Maps:
         displacements = np.asarray(params["displacements"], dtype=np.float32)
         return F.mesh_map(height, width, self.grid_width, self.grid_height, displacements)
+
+    def step(self, params: Params, height: int, width: int) -> F.Step:
+        displacements = np.asarray(params["displacements"], dtype=np.float32)
+        return F.MeshSpec(self.grid_width, self.grid_height, displacements)
 
 
 @dataclass(frozen=True)
