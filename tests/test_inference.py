@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from cxrseg import __version__
 from cxrseg.data.torch_dataset import normalize_batch
 from cxrseg.errors import InputError
 from cxrseg.inference import (
@@ -219,15 +220,21 @@ def test_a_folder_without_a_model_is_refused(tmp_path: Path) -> None:
         locate_model(tmp_path)
 
 
-@pytest.mark.parametrize(
-    "changes",
-    [{"cxrseg_version": "99.0.0"}, {"cxrseg_version": "0.99.0"}, {"format_version": 99}],
-)
+@pytest.mark.parametrize("changes", [{"cxrseg_version": "99.0.0"}, {"format_version": 99}])
 def test_a_model_from_a_newer_cxrseg_asks_for_an_upgrade(tmp_path: Path, changes) -> None:
     folder = make_checkpoint(tmp_path / "ckpt")
     rewrite_json(folder / "model.json", **changes)
     with pytest.raises(InputError, match="upgrade cxrseg"):
-        Predictor.from_checkpoint(folder)
+        Predictor.from_checkpoint(folder, device="cpu")
+
+
+def test_a_model_from_a_newer_minor_version_predicts_with_a_warning(tmp_path, caplog) -> None:
+    folder = make_checkpoint(tmp_path / "ckpt")
+    newer_minor = f"{__version__.split('.')[0]}.999.0"
+    rewrite_json(folder / "model.json", cxrseg_version=newer_minor)
+    predictor = Predictor.from_checkpoint(folder, device="cpu")
+    assert predictor.labels == tuple(LABELS)
+    assert newer_minor in caplog.text
 
 
 def test_metadata_without_an_input_size_names_the_entry(tmp_path: Path) -> None:

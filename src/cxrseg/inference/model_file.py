@@ -11,21 +11,21 @@
 - a folder holding exactly one such ``.onnx`` file.
 
 :func:`model_info` checks the metadata once (labels, mode, input size, resize, normalisation,
-post-processing) and refuses a model made by a newer cxrseg.
+post-processing); :func:`check_version` refuses a model in a newer format or from a newer
+major cxrseg version and warns about a newer minor one.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cxrseg._version import __version__
 from cxrseg.errors import InputError
 from cxrseg.inference.preprocess import NORMALIZATIONS, RESIZE_MODES
+from cxrseg.versions import check_made_by
 
 __all__ = [
     "METADATA_KEY",
@@ -93,33 +93,16 @@ class ModelInfo:
         return ("background", *self.labels) if self.mode == "softmax" else self.labels
 
 
-def _version_tuple(text: str) -> tuple[int, int] | None:
-    match = re.match(r"(\d+)\.(\d+)", text)
-    return (int(match[1]), int(match[2])) if match else None
-
-
 def check_version(metadata: Mapping[str, Any], path: Path) -> None:
-    """Refuse a model made by a newer cxrseg (major.minor) or in a newer format.
+    """Refuse a model in a newer format or from a newer major cxrseg; warn for a newer minor.
+
+    The rule of :func:`cxrseg.versions.check_made_by`, shared with checkpoint loading.
 
     Raises:
-        InputError: ``format_version`` is missing or newer, or ``cxrseg_version`` is newer.
+        InputError: ``format_version`` is missing or newer, or ``cxrseg_version``'s major
+            version is newer.
     """
-    made_by = str(metadata.get("cxrseg_version", "unknown"))
-    fmt = metadata.get("format_version")
-    if not isinstance(fmt, int) or isinstance(fmt, bool):
-        raise InputError(
-            f"format_version is missing or not an integer ({fmt!r})",
-            path=path,
-            hint="this is not a model saved by cxrseg; " + _MODEL_HINT,
-        )
-    theirs, ours = _version_tuple(made_by), _version_tuple(__version__)
-    if fmt > SUPPORTED_FORMAT_VERSION or (theirs and ours and theirs > ours):
-        raise InputError(
-            f"the model was made by cxrseg {made_by} (format {fmt}); this is cxrseg "
-            f"{__version__} (reads format {SUPPORTED_FORMAT_VERSION} and older)",
-            path=path,
-            hint=f"upgrade cxrseg to {made_by} or newer (pip install -U cxrseg)",
-        )
+    check_made_by(metadata, path, SUPPORTED_FORMAT_VERSION, what="the model")
 
 
 def _read_json(path: Path) -> dict[str, Any]:

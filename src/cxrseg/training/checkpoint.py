@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, is_dataclass
@@ -37,6 +36,7 @@ from cxrseg._version import __version__
 from cxrseg.errors import InputError
 from cxrseg.io import atomic_write
 from cxrseg.models import MODELS, create_model, model_spec
+from cxrseg.versions import check_made_by
 
 __all__ = [
     "FORMAT_VERSION",
@@ -134,19 +134,8 @@ def _read_tensors(path: Path, token: Any, device: str | torch.device) -> dict[st
 
 
 def _check_version(data: Mapping[str, Any], path: Path) -> None:
-    made_by = str(data.get("cxrseg_version", "unknown"))
-    fmt = data.get("format_version")
-    if not isinstance(fmt, int) or isinstance(fmt, bool):
-        raise InputError(f"format_version is missing or not an integer ({fmt!r})", path=path)
-    match = re.match(r"\d+", made_by)
-    newer_major = match is not None and int(match.group()) > int(__version__.split(".")[0])
-    if fmt > FORMAT_VERSION or newer_major:
-        raise InputError(
-            f"made by cxrseg {made_by} (format {fmt}), this is cxrseg {__version__} "
-            f"(format {FORMAT_VERSION})",
-            path=path,
-            hint="upgrade cxrseg",
-        )
+    """Newer format or major version: refused; newer minor: a warning (shared with predict)."""
+    check_made_by(data, path, FORMAT_VERSION, what="the checkpoint")
 
 
 def save_checkpoint(
