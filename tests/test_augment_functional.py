@@ -265,3 +265,10 @@ def test_chain_with_an_elastic_field_first_stays_exact():
     got = F.compose_maps(F.compose_maps(elastic, MAPS["mesh"]), MAPS["rotation"])
     inside = (sx >= 0) & (sx <= W - 1) & (sy >= 0) & (sy <= H - 1)
     assert np.hypot(got[0] - want[0], got[1] - want[1])[inside].max() < 0.05
+
+
+def test_gaussian_sigmas_come_back_as_a_fresh_array_each_time():
+    first = F.gaussian_sigmas(64, 64, 4, 4, 8)
+    expected = first.copy()
+    first[:] = -1  # the table behind it is cached: a caller's change must not leak
+    np.testing.assert_array_equal(F.gaussian_sigmas(64, 64, 4, 4, 8), expected)

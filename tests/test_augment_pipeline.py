@@ -189,6 +189,18 @@ def test_dtypes_and_containers_come_back_as_given() -> None:
     assert out16.dtype == np.uint16 and none is None
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_integer_images_that_only_move_match_the_float_route(dtype: type) -> None:
+    """Resampled in their own dtype (no float round trip), within one grey level of it."""
+    pipeline = Pipeline(seed=2, fill=0.4).random_distortion(1, 4, 4, 3).rotate(1, 15, 15)
+    scale = np.iinfo(dtype).max
+    image = np.round(_smooth_image(3) * scale).astype(dtype)
+    out, _ = pipeline(image, index=1)
+    via_float, _ = pipeline(image.astype(np.float32) / scale, index=1)
+    assert out.dtype == dtype
+    assert np.abs(out.astype(float) - np.round(via_float * scale)).max() <= 1
+
+
 def test_horizontal_flip_swaps_left_and_right_masks() -> None:
     left, right, heart = _blobs(1, (0, 1)), _blobs(2, (0, 1)), _blobs(3, (0, 1))
     masks = {"left_lung": left, "heart": heart, "right_lung": right}

@@ -154,3 +154,51 @@ def test_mesh_grid_with_base_matches_compose_maps():
         want = F.compose_maps(F.mesh_map(H, W, 5, 4, d[i]), F.mesh_map(H, W, 5, 4, gauss[i]))
         assert np.abs(got_x[i].numpy() - want[0]).max() < 1e-3
         assert np.abs(got_y[i].numpy() - want[1]).max() < 1e-3
+
+
+def test_compose_grids_follows_the_affine_part_outside_the_image_like_compose_maps():
+    rotation = F.affine_map(H, W, F.affine_matrix(H, W, rotation=25, scale=1.1))
+    field = F.elastic_map(H, W, 3.0, 4.0, seed=7)
+    ident_x, ident_y = F.identity_map(H, W)
+    # A map with a strong affine part that says nothing of how it was made.
+    first = (rotation[0] + field[0] - ident_x, rotation[1] + field[1] - ident_y)
+    second = F.affine_map(H, W, F.affine_matrix(H, W, scale=0.7))  # samples well outside
+    want = F.compose_maps(first, second)
+    got = B.grid_to_maps(B.compose_grids(B.maps_to_grid(*first), B.maps_to_grid(*second)))
+    error = np.hypot(got[0][0].numpy() - want[0], got[1][0].numpy() - want[1])
+    assert error.max() < 0.02
+
+
+def _pipeline_pair(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    return smooth(seed), np.roll(labels(), 3 * seed, axis=1)
+
+
+def test_pipeline_batch_matches_numpy_for_distortion_rotate_elastic():
+    from cxrseg.augment.pipeline import Pipeline
+
+    pipeline = Pipeline(seed=3).random_distortion(1, 4, 4, 5).rotate(1, 20, 20).elastic(1, 8, 4)
+    pairs = [_pipeline_pair(i) for i in range(3)]
+    images = torch.from_numpy(np.stack([p[0] for p in pairs]))[:, None]
+    masks = torch.from_numpy(np.stack([p[1] for p in pairs]))[:, None]
+    out, out_masks = pipeline.batch(images, masks)
+    for i, (image, mask) in enumerate(pairs):
+        ref, (ref_mask,) = pipeline(image, [mask], index=i)
+        # Everywhere, the border ring included: each op is evaluated exactly in both paths.
+        assert np.abs(out[i, 0].numpy() - ref).max() < 1e-3
+        assert np.mean(out_masks[i, 0].numpy() != ref_mask) <= 0.001
+
+
+@pytest.mark.parametrize("intensity", [False, True])
+def test_pipeline_batch_of_uint8_images_keeps_the_dtype(intensity):
+    from cxrseg.augment.pipeline import Pipeline
+
+    pipeline = Pipeline(seed=4).random_distortion(1, 4, 4, 5).rotate(1, 15, 15)
+    if intensity:
+        pipeline.brightness(1, 0.8, 1.2)
+    pairs = [_pipeline_pair(i) for i in range(2)]
+    images = [np.round(p[0] * 255).astype(np.uint8) for p in pairs]
+    out, _ = pipeline.batch(torch.from_numpy(np.stack(images))[:, None])
+    assert out.dtype == torch.uint8
+    for i, image in enumerate(images):
+        ref, _ = pipeline(image, None, index=i)
+        assert np.abs(out[i, 0].numpy().astype(int) - ref).max() <= 1

@@ -4,8 +4,9 @@ Parameters are drawn on the CPU from the same per-sample generators as ``Pipelin
 (small: numbers, displacements, matrices); runs of consecutive spatial operations become one
 sampling grid per sample and one ``grid_sample`` call for the batch. Mesh distortions and
 affine transforms (merged into one matrix per run, as in the NumPy path) are built on the
-tensors' device and composed there; elastic fields are made on the CPU, as in the NumPy path,
-and moved. Intensity operations run vectorised in torch.
+tensors' device and composed there, each evaluated exactly at the positions of the ops after
+it; elastic fields are made on the CPU, as in the NumPy path, and moved. Intensity operations
+run vectorised in torch. uint8/uint16 images come back in their dtype.
 """
 
 from __future__ import annotations
@@ -30,11 +31,16 @@ __all__ = ["apply_batch"]
 def _check_tensors(images: object, masks: object) -> None:
     import torch
 
-    if not isinstance(images, torch.Tensor) or images.ndim != 4 or not images.is_floating_point():
+    if (
+        not isinstance(images, torch.Tensor)
+        or images.ndim != 4
+        or not (images.is_floating_point() or images.dtype in _integer_scales())
+    ):
         shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        dtype = images.dtype if isinstance(images, torch.Tensor) else None
         raise InputError(
-            f"images must be a float tensor (N, C, H, W), got {shape}.",
-            hint="stack float images in [0, 1] as (N, C, H, W).",
+            f"images must be a float, uint8 or uint16 tensor (N, C, H, W), got {shape} {dtype}.",
+            hint="stack float images in [0, 1] (or uint8/uint16 images) as (N, C, H, W).",
         )
     if masks is None:
         return
@@ -54,6 +60,13 @@ def _check_tensors(images: object, masks: object) -> None:
             f"masks have dtype {masks.dtype}; masks must hold integer labels, not probabilities.",
             hint="threshold them first, e.g. (masks > 0.5).to(torch.uint8).",
         )
+
+
+def _integer_scales() -> dict[torch.dtype, int]:
+    """Integer image dtypes and the value that stands for 1.0, as in the NumPy path."""
+    import torch
+
+    return {torch.uint8: 255, torch.uint16: 65535}
 
 
 def _segments(ops: Sequence[RandomTransform], positions: list[int]) -> list[list[int]]:
@@ -89,52 +102,26 @@ def _segment_matrices(
     return matrices
 
 
-def _affine_then(matrices: np.ndarray, grid: torch.Tensor) -> torch.Tensor:
-    """Grid of "affine ``matrices`` (N, 2, 3), then ``grid``": the matrices applied exactly to
-    the grid's positions (as ``functional.compose_maps`` does for an affine first map)."""
-    import torch
-
-    from cxrseg.augment.torch_backend import grid_to_maps, maps_to_grid
-
-    map_x, map_y = grid_to_maps(grid)
-    m = torch.from_numpy(matrices).to(grid.device, torch.float32)[:, :, :, None, None]
-    x = m[:, 0, 0] * map_x + m[:, 0, 1] * map_y + m[:, 0, 2]
-    y = m[:, 1, 0] * map_x + m[:, 1, 1] * map_y + m[:, 1, 2]
-    return maps_to_grid(x, y)
-
-
-def _segment_grid(
-    ops: Sequence[RandomTransform],
-    params: list[list[Params]],
+def _field_grid(
+    op: RandomTransform,
     segment: list[int],
+    params: list[list[Params]],
     height: int,
     width: int,
     device: torch.device,
 ) -> torch.Tensor:
-    """Grid (N, H, W, 2) of one segment; samples that skip every op get the identity."""
+    """Grid (N, H, W, 2) of a map-only op (elastic), made on the CPU as in the NumPy path."""
     import torch
 
     from cxrseg.augment import functional as F
-    from cxrseg.augment.torch_backend import affine_grid_batch, maps_to_grid, mesh_grid_batch
+    from cxrseg.augment.torch_backend import maps_to_grid
 
-    first = ops[segment[0]]
-    if isinstance(first, T.AffineTransform):
-        matrices = _segment_matrices(ops, params, segment, height, width)
-        return affine_grid_batch(height, width, torch.from_numpy(matrices), device)
+    if not isinstance(op, T.SpatialTransform):
+        raise TypeError(f"{op.name} is not a spatial transform.")
     (j,) = segment
-    if isinstance(first, T.RandomDistortion | T.GaussianDistortion):
-        shape = (len(params), first.grid_height - 1, first.grid_width - 1, 2)
-        displacements = np.zeros(shape, dtype=np.float32)
-        for i, p in enumerate(params):
-            if p[j]["applied"]:
-                displacements[i] = np.asarray(p[j]["displacements"], dtype=np.float32)
-        d = torch.from_numpy(displacements).to(device)
-        return mesh_grid_batch(height, width, first.grid_width, first.grid_height, d, device)
-    if not isinstance(first, T.SpatialTransform):
-        raise TypeError(f"{first.name} is not a spatial transform.")
-    grids = []  # other fields (elastic) are made on the CPU, as in the NumPy path
+    grids = []
     for p in params:
-        maps = first.maps(p[j], height, width) if p[j]["applied"] else F.identity_map(height, width)
+        maps = op.maps(p[j], height, width) if p[j]["applied"] else F.identity_map(height, width)
         grids.append(maps_to_grid(*maps))
     return torch.cat(grids).to(device)
 
@@ -149,28 +136,46 @@ def _group_grid(
 ) -> torch.Tensor | None:
     """One grid (N, H, W, 2) for the consecutive spatial ops ``group``; None if none applied.
 
-    Runs of affine ops become one matrix per sample, as in the NumPy path; a leading matrix is
-    applied exactly to the next grid's positions, other segments are composed on the device
-    with :func:`cxrseg.augment.torch_backend.compose_grids`.
+    As in the NumPy path, the chain is evaluated from its last op back: each earlier op is
+    evaluated exactly at the positions of the ones after it (affine runs, merged into one
+    matrix per sample, by :func:`~cxrseg.augment.torch_backend.affine_then`; meshes by
+    ``mesh_grid_batch(base=...)``), and only other maps (elastic fields) are interpolated
+    (:func:`~cxrseg.augment.torch_backend.compose_grids`).
     """
     import torch
 
-    from cxrseg.augment.torch_backend import affine_grid_batch, compose_grids
+    from cxrseg.augment.torch_backend import (
+        affine_grid_batch,
+        affine_then,
+        compose_grids,
+        mesh_grid_batch,
+    )
 
     ops = pipeline.operations
     used = [j for j in group if any(p[j]["applied"] for p in params)]
     grid: torch.Tensor | None = None
-    leading: np.ndarray | None = None  # affine matrices applied before any grid
-    for segment in _segments(ops, used):
-        if grid is None and isinstance(ops[segment[0]], T.AffineTransform):
-            leading = _segment_matrices(ops, params, segment, height, width)
-            continue
-        g = _segment_grid(ops, params, segment, height, width, device)
-        if leading is not None:
-            g, leading = _affine_then(leading, g), None
-        grid = g if grid is None else compose_grids(grid, g)
-    if leading is not None:
-        grid = affine_grid_batch(height, width, torch.from_numpy(leading), device)
+    for segment in reversed(_segments(ops, used)):
+        first = ops[segment[0]]
+        if isinstance(first, T.AffineTransform):
+            matrices = torch.from_numpy(_segment_matrices(ops, params, segment, height, width))
+            if grid is None:
+                grid = affine_grid_batch(height, width, matrices, device)
+            else:
+                grid = affine_then(matrices, grid)
+        elif isinstance(first, T.RandomDistortion | T.GaussianDistortion):
+            (j,) = segment
+            shape = (len(params), first.grid_height - 1, first.grid_width - 1, 2)
+            displacements = np.zeros(shape, dtype=np.float32)
+            for i, p in enumerate(params):
+                if p[j]["applied"]:
+                    displacements[i] = np.asarray(p[j]["displacements"], dtype=np.float32)
+            d = torch.from_numpy(displacements).to(device)
+            grid = mesh_grid_batch(
+                height, width, first.grid_width, first.grid_height, d, device, base=grid
+            )
+        else:
+            g = _field_grid(first, segment, params, height, width, device)
+            grid = g if grid is None else compose_grids(g, grid)
     return grid
 
 
@@ -204,7 +209,18 @@ def apply_batch(
             )
         pipeline.check_mask_names(labels)
     params = [pipeline.sample_params(height, width, index=i, epoch=epoch) for i in indices]
+    # Integer images are resampled in their own dtype while they only move (as in the NumPy
+    # path) and scaled to [0, 1] floats for intensity ops.
+    scale = _integer_scales().get(images.dtype)
+    native = scale is not None and not any(
+        p[j]["applied"] and isinstance(op, T.IntensityTransform)
+        for p in params
+        for j, op in enumerate(pipeline.operations)
+    )
     x, m = images, masks
+    if scale is not None and not native:
+        x = images.float() / scale
+    fill = round(pipeline.fill * scale) if native and scale is not None else pipeline.fill
     group: list[int] = []
 
     def flush() -> None:
@@ -217,7 +233,7 @@ def apply_batch(
                 grid,
                 interpolation=pipeline.interpolation,
                 border=pipeline.border,
-                fill=pipeline.fill,
+                fill=fill,
             )
         group.clear()
 
@@ -228,6 +244,8 @@ def apply_batch(
             flush()
             x = op.apply_torch(x, [p[j] for p in params])
     flush()
+    if scale is not None and not native:
+        x = (x * scale).round_().clamp_(0, scale).to(images.dtype)
     if m is not None and labels is not None:
         m = _swap_channels(m, params, pipeline, labels)
     return x, m

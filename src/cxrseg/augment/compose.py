@@ -89,15 +89,13 @@ def _check_step(step: object, height: int, width: int, index: int) -> Described 
             raise ValueError(f"step #{index} is an affine matrix with NaN or infinity.")
         return step.astype(np.float64)
     if isinstance(step, tuple | list) and len(step) == 2:
-        if _described(step) is not None:
-            return step  # type: ignore[return-value]
         mx, my = _check_maps(tuple(step), f"step #{index}")
         if mx.shape != (height, width):
             raise ValueError(
                 f"step #{index} is a map of shape {mx.shape}; the chain is for ({height}, "
                 f"{width}) images."
             )
-        return MapPair(mx, my)
+        return step if _described(step) is not None else MapPair(mx, my)  # type: ignore[return-value]
     raise TypeError(
         f"step #{index} is a {type(step).__name__}; give a backward 2 x 3 matrix (numpy "
         "array), a MeshSpec or a (map_x, map_y) pair."

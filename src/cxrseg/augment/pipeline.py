@@ -307,7 +307,7 @@ class Pipeline(PipelineMethods):
         rounding. Geometry is built on the tensors' device.
 
         Args:
-            images: float (N, C, H, W) in [0, 1].
+            images: float (N, C, H, W) in [0, 1], or uint8/uint16 (same dtype back).
             masks: (N, K, H, W) integer or bool, or None.
             indices: Sample numbers, default ``range(N)``.
             epoch: Epoch number.

@@ -21,6 +21,7 @@ from cxrseg.augment.mesh import _check_grid, _hat_weights
 
 __all__ = [
     "affine_grid_batch",
+    "affine_then",
     "compose_grids",
     "grid_to_maps",
     "maps_to_grid",
@@ -166,10 +167,7 @@ def affine_grid_batch(
     m = m.to(device=device, dtype=torch.float32)
     if m.ndim != 3 or tuple(m.shape[1:]) != (2, 3):
         raise ValueError(f"matrices have shape {tuple(m.shape)}; give (N, 2, 3) backward matrices.")
-    cols, rows = _pixel_axes(height, width, device, torch.float32)
-    a = m[:, :, :, None, None]  # (N, 2, 3, 1, 1)
-    map_x = a[:, 0, 0] * cols + a[:, 0, 1] * rows + a[:, 0, 2]
-    map_y = a[:, 1, 0] * cols + a[:, 1, 1] * rows + a[:, 1, 2]
+    map_x, map_y = _affine_at(m, *_pixel_axes(height, width, device, torch.float32))
     return _normalise(map_x, map_y, height, width)
 
 
@@ -182,9 +180,12 @@ def _check_grid_tensor(grid: torch.Tensor) -> None:
 def compose_grids(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
     """Grid of "apply ``first``, then ``second``": ``first`` sampled at ``second``'s positions.
 
-    The displacement of ``first`` (grid minus identity) is interpolated bilinearly, continued
-    from the border outside the image, as :func:`cxrseg.augment.functional.compose_maps` does
-    (torch computes positions in floating point, so no affine split is needed here).
+    As :func:`cxrseg.augment.functional.compose_maps` does for a map it knows nothing about
+    (e.g. an elastic field), per sample: the best-fitting affine part of ``first`` (least
+    squares on the same sparse pixel sample) is applied exactly at ``second``'s positions and
+    only the residual is interpolated bilinearly, continued from the border outside the image;
+    a first map whose linear part is within 0.05 of the identity is interpolated directly.
+    So positions ``second`` sends outside the image still follow ``first``'s affine part.
 
     Args:
         first: (N, H, W, 2) grid of the op applied first.
@@ -193,16 +194,50 @@ def compose_grids(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
     Returns:
         (N, H, W, 2) grid.
     """
+    from cxrseg.augment.compose import _NEAR_IDENTITY, _affine_fit
+
     _check_grid_tensor(first)
     _check_grid_tensor(second)
     if first.shape != second.shape:
         raise ValueError(f"cannot compose grids {tuple(first.shape)} and {tuple(second.shape)}.")
-    identity = _identity_grid(first.shape[1], first.shape[2], first.device, first.dtype)
-    shift = (first - identity).permute(0, 3, 1, 2)
+    n, height, width = first.shape[:3]
+    second = second.to(first.dtype)
+    fx, fy = grid_to_maps(first)  # (N, H, W) pixel units
+    pinv, index = _affine_fit(height, width)
+    flat = torch.tensor(index, device=first.device)
+    sample = torch.stack((fx.reshape(n, -1)[:, flat], fy.reshape(n, -1)[:, flat]), 1)
+    fit = torch.einsum("kp,ncp->nck", torch.tensor(pinv, device=first.device), sample.double())
+    eye = torch.eye(2, 3, dtype=fit.dtype, device=fit.device)
+    near = (fit[:, :, :2] - eye[:, :2]).abs().amax(dim=(1, 2)) < _NEAR_IDENTITY
+    matrices = torch.where(near[:, None, None], eye, fit).to(first.dtype)
+    # The residual of first from its affine part, interpolated at second's positions ...
+    ax, ay = _affine_at(matrices, *_pixel_axes(height, width, first.device, first.dtype))
+    residual = torch.stack((fx - ax, fy - ay), 1)  # (N, 2, H, W)
     sampled = TF.grid_sample(
-        shift, second.to(first.dtype), mode="bilinear", padding_mode="border", align_corners=False
+        residual, second, mode="bilinear", padding_mode="border", align_corners=False
     )
-    return second.to(first.dtype) + sampled.permute(0, 2, 3, 1)
+    # ... plus the affine part there, exactly.
+    sx, sy = grid_to_maps(second)
+    lx, ly = _affine_at(matrices, sx, sy)
+    return maps_to_grid(lx + sampled[:, 0], ly + sampled[:, 1])
+
+
+def _affine_at(
+    matrices: torch.Tensor, x: torch.Tensor, y: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Backward matrices (N, 2, 3) applied to positions ``x``, ``y`` broadcast to (N, H, W)."""
+    m = matrices[:, :, :, None, None]
+    map_x = m[:, 0, 0] * x + m[:, 0, 1] * y + m[:, 0, 2]
+    map_y = m[:, 1, 0] * x + m[:, 1, 1] * y + m[:, 1, 2]
+    return map_x, map_y
+
+
+def affine_then(matrices: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """Grid of "affine ``matrices`` (N, 2, 3), then ``grid``": the matrices applied exactly at
+    the grid's positions (as ``functional.compose_maps`` does for an affine first map)."""
+    _check_grid_tensor(grid)
+    m = torch.as_tensor(matrices).to(device=grid.device, dtype=torch.float32)
+    return maps_to_grid(*_affine_at(m, *grid_to_maps(grid)))
 
 
 def _working_dtype(dtype: torch.dtype) -> torch.dtype:
