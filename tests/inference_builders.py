@@ -48,6 +48,7 @@ class FakeBackend:
     """A hand-written 'network': ``logits = fn(batch)`` with ``batch`` (N, 1, S, S) normalised."""
 
     device = "cpu"
+    runtime = "fake"
 
     def __init__(self, fn: Callable[[np.ndarray], np.ndarray]):
         self.fn = fn

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,21 @@ def test_a_failed_input_is_listed_and_exits_1(run: Path, tmp_path: Path) -> None
     assert "1 input(s) failed" in result.output and "zz.dcm" in result.output
     assert sorted(p.name for p in (tmp_path / "out" / "labels").iterdir()) == [
         "a8.png", "b16.png", "c.png"]  # fmt: skip
+
+
+@pytest.mark.parametrize("runtime", ["torch", "onnxruntime"])
+def test_the_runtime_option_picks_the_runtime_and_is_recorded(
+    run: Path, tmp_path: Path, runtime: str
+) -> None:
+    if runtime == "onnxruntime":
+        pytest.importorskip("onnxruntime", reason="needs the onnx extra")
+    write_inputs(tmp_path / "in")
+    out = tmp_path / "out"
+    result = predict(run, tmp_path / "in" / "a8.png", "--out", out, "--runtime", runtime,
+                     "--device", "cpu")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert f"on cpu ({runtime})" in result.output
+    assert json.loads((out / "predictions.json").read_text())["runtime"] == runtime
 
 
 def test_an_output_inside_the_input_exits_2(run: Path, tmp_path: Path) -> None:

@@ -491,6 +491,10 @@ def predict_command(
         typer.Option("--postprocess/--no-postprocess", help="Apply the model's post-processing."),
     ] = True,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    runtime: Annotated[
+        str,
+        typer.Option(help="auto (ONNX Runtime on the CPU when installed), torch or onnxruntime."),
+    ] = "auto",
     batch_size: Annotated[int, typer.Option("--batch-size", help="Images per network call.")] = 4,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
@@ -501,8 +505,10 @@ def predict_command(
 
     flips = [name for name, on in (("hflip", tta), ("vflip", tta_vflip)) if on]
     try:
-        predictor = Predictor.from_checkpoint(model, device=device, tta=flips,
-                                              postprocess=postprocess, batch_size=batch_size)  # fmt: skip
+        predictor = Predictor.from_checkpoint(
+            model, device=device, tta=flips, runtime=runtime, postprocess=postprocess,
+            batch_size=batch_size,
+        )  # fmt: skip
         with progress_bar("predicting", enabled=not quiet) as progress:
             summary = predict_paths(predictor, inputs, out, label_map=label_map,
                                     save_probabilities=probabilities, overlays=overlays,
@@ -511,7 +517,8 @@ def predict_command(
         raise fail(escape(str(exc))) from exc
     layout = "labels/" if label_map else "masks/<structure>/"
     console.print(
-        f"Predicted {len(summary.written)} image(s) on {predictor.backend.device} into "
+        f"Predicted {len(summary.written)} image(s) on {predictor.backend.device} "
+        f"({getattr(predictor.backend, 'runtime', '?')}) into "
         f"{escape(str(out))} ({layout}<id>.png)"
     )
     if summary.skipped:

@@ -33,7 +33,13 @@ import numpy as np
 from cxrseg._version import __version__
 from cxrseg.errors import CxrsegError, InputError
 
-__all__ = ["EXPORT_FORMATS", "ExportCheckError", "default_export_path", "export_model"]
+__all__ = [
+    "EXPORT_FORMATS",
+    "ExportCheckError",
+    "default_export_path",
+    "export_model",
+    "onnx_bytes",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +133,7 @@ def export_model(
                           "torch_version": torch.__version__}  # fmt: skip
     if format == "onnx":
         metadata["export"]["opset"] = opset
-        payload = _onnx_bytes(model, example, opset)
+        payload = onnx_bytes(model, example, opset)
         actual = _run_onnx(payload, probe.numpy()) if check else None
     else:
         scripted = _trace(model, example)
@@ -180,13 +186,22 @@ def _quiet_export() -> Iterator[None]:
         yield
 
 
-def _onnx_bytes(model: Any, example: Any, opset: int) -> bytes:
+def onnx_bytes(model: Any, example: Any, opset: int = 17, *, dynamic_size: bool = True) -> bytes:
+    """Serialise a network to ONNX in memory (``image`` in, ``logits`` out), nothing written.
+
+    Args:
+        model: The network in eval mode.
+        example: A ``(1, 1, S, S)`` tensor that traces it.
+        opset: ONNX opset version.
+        dynamic_size: Make height and width dynamic too (the batch axis always is); a fixed
+            size lets ONNX Runtime plan every shape ahead.
+    """
     import io
 
     import torch
 
     buffer = io.BytesIO()
-    axes = {0: "batch", 2: "height", 3: "width"}
+    axes = {0: "batch", 2: "height", 3: "width"} if dynamic_size else {0: "batch"}
     with _quiet_export():
         torch.onnx.export(
             model,

@@ -3,6 +3,12 @@
 Both take ``(N, 1, S, S)`` float32 NumPy batches and return ``(N, C, S, S)`` float32 NumPy
 logits, so everything around them (resizing, flips, post-processing) is shared.
 :class:`OnnxBackend` never imports torch.
+
+A checkpoint predicted on the CPU runs through ONNX Runtime when it is installed
+(``runtime="auto"``): :func:`onnx_from_torch` exports the network into memory (nothing is
+written), checks the session's logits against PyTorch's once, and falls back to PyTorch with a
+warning if they differ. On the CPU ONNX Runtime is 2 to 3 times faster than PyTorch here
+(``docs/benchmarks.md``). :class:`TorchBackend` folds batch norm into the convolutions.
 """
 
 from __future__ import annotations
@@ -16,17 +22,29 @@ import numpy as np
 from cxrseg.errors import InputError
 from cxrseg.inference.model_file import ModelFile, import_onnxruntime
 
-__all__ = ["Backend", "OnnxBackend", "TorchBackend", "open_backend"]
+__all__ = [
+    "RUNTIMES",
+    "Backend",
+    "OnnxBackend",
+    "TorchBackend",
+    "fold_batch_norm",
+    "onnx_from_torch",
+    "open_backend",
+]
 
 logger = logging.getLogger(__name__)
 
 DEVICES = ("auto", "cpu", "cuda")
+RUNTIMES = ("auto", "torch", "onnxruntime")
+"""``auto``: ONNX Runtime for checkpoints on the CPU when it is installed, else PyTorch."""
+_ORT_OPTIONS = ("threads", "spinning")
 
 
 class Backend(Protocol):
     """Runs the network on a batch."""
 
     device: str
+    runtime: str
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         """(N, 1, S, S) float32 normalised images -> (N, C, S, S) float32 logits."""
@@ -50,10 +68,18 @@ class TorchBackend:
         amp: On CUDA, run in bfloat16 (float16 where bfloat16 is missing) autocast.
         channels_last: Use the channels-last memory format (faster convolutions on most
             hardware).
+        fold_norm: Run a copy of the model with each batch norm folded into the convolution
+            before it (:func:`fold_batch_norm`; the caller's model is left as it is).
     """
 
     def __init__(
-        self, model: Any, device: str = "auto", *, amp: bool = True, channels_last: bool = True
+        self,
+        model: Any,
+        device: str = "auto",
+        *,
+        amp: bool = True,
+        channels_last: bool = True,
+        fold_norm: bool = True,
     ):
         import torch
 
@@ -68,7 +94,10 @@ class TorchBackend:
             )
         self.torch_device = torch.device(device)
         self.device = str(self.torch_device)
+        self.runtime = "torch"
         self.channels_last = channels_last
+        if fold_norm:
+            model = fold_batch_norm(model)
         self.model = model.to(self.torch_device).eval()
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -97,13 +126,23 @@ class OnnxBackend:
     """An ONNX model in an ONNX Runtime session (NumPy only, no torch).
 
     Args:
-        path: The ``.onnx`` file.
+        model: The ``.onnx`` file, or the serialised model itself (bytes).
         device: ``"auto"`` (CUDA execution provider when onnxruntime has one), ``"cpu"`` or
             ``"cuda"``.
         threads: Intra-op threads; ``None`` lets ONNX Runtime pick (one per physical core).
+        spinning: Let idle worker threads spin between operators. Off by default: on a
+            machine shared with other jobs, spinning burns CPU time that the others need
+            without making prediction faster (measured in ``docs/benchmarks.md``).
     """
 
-    def __init__(self, path: str | Path, device: str = "auto", *, threads: int | None = None):
+    def __init__(
+        self,
+        model: str | Path | bytes,
+        device: str = "auto",
+        *,
+        threads: int | None = None,
+        spinning: bool = False,
+    ):
         ort = import_onnxruntime()
         base = _check_device(device)
         available = ort.get_available_providers()
@@ -119,13 +158,17 @@ class OnnxBackend:
         options = ort.SessionOptions()
         if threads is not None:
             options.intra_op_num_threads = int(threads)
+        options.add_session_config_entry("session.intra_op.allow_spinning", str(int(spinning)))
+        source = model if isinstance(model, bytes) else str(model)
+        where = None if isinstance(model, bytes) else model
         try:
             self.session = ort.InferenceSession(
-                str(path), options, providers=providers or ["CPUExecutionProvider"]
+                source, options, providers=providers or ["CPUExecutionProvider"]
             )
         except Exception as exc:  # onnxruntime raises its own exception types
-            raise InputError(f"cannot open the ONNX model ({exc})", path=path) from exc
+            raise InputError(f"cannot open the ONNX model ({exc})", path=where) from exc
         self.device = "cuda" if use_cuda else "cpu"
+        self.runtime = "onnxruntime"
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
 
@@ -141,21 +184,148 @@ class OnnxBackend:
         return np.asarray(logits, dtype=np.float32)
 
 
-def open_backend(model: ModelFile, device: str = "auto", **options: Any) -> Backend:
-    """The backend for a located model: PyTorch for checkpoints, ONNX Runtime for ``.onnx``.
+def open_backend(
+    model: ModelFile, device: str = "auto", runtime: str = "auto", **options: Any
+) -> Backend:
+    """The backend for a located model: ONNX Runtime for ``.onnx``; for checkpoints ONNX
+    Runtime on the CPU when ``runtime`` allows it and it is installed, else PyTorch.
 
     Args:
         model: From :func:`cxrseg.inference.model_file.locate_model`.
         device: ``"auto"``, ``"cpu"``, ``"cuda"`` (or ``"cuda:N"`` for PyTorch).
-        options: Passed to the backend (``amp``, ``channels_last`` / ``threads``).
+        runtime: One of :data:`RUNTIMES` (checkpoints only; an ``.onnx`` model always runs
+            in ONNX Runtime).
+        options: Passed to the backend (``amp``, ``channels_last``, ``fold_norm`` /
+            ``threads``, ``spinning``).
 
     Raises:
-        InputError: The model cannot be loaded, or the device is not available.
+        InputError: The model cannot be loaded, the device is not available, or
+            ``runtime="onnxruntime"`` without onnxruntime or on CUDA.
     """
-    _check_device(device)
+    base = _check_device(device)
+    if runtime not in RUNTIMES:
+        raise InputError(f"runtime {runtime!r} is not one of {RUNTIMES}",
+                         hint="use --runtime auto, torch or onnxruntime")  # fmt: skip
     if model.kind == "onnx":
         return OnnxBackend(model.path, device, **options)
+    import torch
+
     from cxrseg.training.checkpoint import load_checkpoint
 
     network, _ = load_checkpoint(model.path)
-    return TorchBackend(network, device, **options)
+    cpu = base == "cpu" or (base == "auto" and not torch.cuda.is_available())
+    if runtime == "onnxruntime" and not cpu:
+        raise InputError(
+            f"--runtime onnxruntime runs checkpoints on the CPU, not on {device}",
+            hint="use --device cpu, or export the model for onnxruntime-gpu",
+        )
+    if runtime == "onnxruntime" or (runtime == "auto" and cpu and _has_onnxruntime()):
+        import_onnxruntime()  # says how to install it
+        size = int(model.metadata["input_size"])
+        ort_options = {k: v for k, v in options.items() if k in _ORT_OPTIONS}
+        backend = onnx_from_torch(network, size, strict=runtime == "onnxruntime", **ort_options)
+        if backend is not None:
+            return backend
+    torch_options = {k: v for k, v in options.items() if k not in _ORT_OPTIONS}
+    return TorchBackend(network, device, **torch_options)
+
+
+def _has_onnxruntime() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
+def onnx_from_torch(
+    network: Any,
+    size: int,
+    *,
+    threads: int | None = None,
+    spinning: bool = False,
+    strict: bool = False,
+    atol: float = 1e-3,
+    rtol: float = 1e-3,
+    seed: int = 0,
+) -> OnnxBackend | None:
+    """Run a PyTorch network in ONNX Runtime on the CPU, exported in memory and checked.
+
+    The network is exported (``torch.onnx.export(..., dynamo=False)``, fixed ``size`` x
+    ``size`` input, dynamic batch) into a bytes buffer, never to a file, and its logits on one
+    random image are compared with PyTorch's.
+
+    Args:
+        network: ``(N, 1, size, size) -> (N, C, size, size)`` logits.
+        size: The checkpoint's ``input_size``.
+        threads: Intra-op threads; ``None`` uses as many as PyTorch (``torch.get_num_threads``).
+        spinning: As in :class:`OnnxBackend`.
+        strict: Raise instead of returning ``None`` when the export fails or disagrees.
+        atol: Absolute tolerance of the check on the logits.
+        rtol: Relative tolerance of the check.
+        seed: Seed of the random check image.
+
+    Returns:
+        The backend, or ``None`` (with a warning logged) when the export failed or its
+        logits differ from PyTorch's beyond tolerance; the caller then keeps PyTorch.
+
+    Raises:
+        InputError: Only with ``strict``: the export failed or disagrees.
+    """
+    import torch
+
+    from cxrseg.export import onnx_bytes
+
+    network = network.eval()
+    generator = torch.Generator().manual_seed(seed)
+    probe = torch.randn(1, 1, size, size, generator=generator)
+    try:
+        payload = onnx_bytes(network, probe, dynamic_size=False)
+        threads = torch.get_num_threads() if threads is None else threads
+        backend = OnnxBackend(payload, "cpu", threads=threads, spinning=spinning)
+        with torch.inference_mode():
+            expected = network(probe).numpy()
+        actual = backend(probe.numpy())
+        diff = float(np.max(np.abs(actual - expected)))
+        agrees = actual.shape == expected.shape and np.allclose(actual, expected, rtol, atol)
+    except Exception as exc:  # the exporter and onnxruntime raise many types
+        reason = f"the in-memory ONNX export failed ({type(exc).__name__}: {exc})"
+    else:
+        if agrees:
+            logger.debug("running in ONNX Runtime (max abs diff %.3g to PyTorch)", diff)
+            return backend
+        reason = (
+            f"ONNX Runtime's logits differ from PyTorch's by up to {diff:.3g} "
+            f"(tolerance atol={atol:g}, rtol={rtol:g})"
+        )
+    if strict:
+        raise InputError(reason, hint="use --runtime torch")
+    logger.warning("%s; predicting with PyTorch instead", reason)
+    return None
+
+
+def fold_batch_norm(model: Any) -> Any:
+    """A copy of ``model`` in eval mode with each ``BatchNorm2d`` folded into the ``Conv2d``
+    just before it (same :class:`torch.nn.Sequential`), which becomes ``Identity``.
+
+    Folding uses the running statistics, so the copy computes what the model computes in
+    eval mode (up to float rounding) with one pass over each feature map fewer.
+    """
+    import copy
+
+    from torch import nn
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    folded = copy.deepcopy(model).eval()
+    for module in folded.modules():
+        if not isinstance(module, nn.Sequential):
+            continue
+        children = list(module._modules.items())
+        for (name, conv), (norm_name, norm) in zip(children, children[1:], strict=False):
+            if (
+                isinstance(conv, nn.Conv2d)
+                and isinstance(norm, nn.BatchNorm2d)
+                and norm.track_running_stats
+                and norm.running_mean is not None
+            ):
+                module._modules[name] = fuse_conv_bn_eval(conv, norm)
+                module._modules[norm_name] = nn.Identity()
+    return folded

@@ -296,6 +296,7 @@ def _write_record(
         "tta": list(predictor.flips),
         "postprocessing": {k: v.to_dict() for k, v in predictor.postprocessing.items()},
         "device": predictor.backend.device,
+        "runtime": getattr(predictor.backend, "runtime", type(predictor.backend).__name__),
         "cases": records,
         "failed": [{"source": str(p), "error": m} for p, m in summary.failed],
     }

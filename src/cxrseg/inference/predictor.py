@@ -152,6 +152,7 @@ class Predictor:
         path: str | Path,
         device: str = "auto",
         tta: bool | str | Sequence[str] = False,
+        runtime: str = "auto",
         **options: Any,
     ) -> Predictor:
         """Load a run folder, checkpoint or exported ``.onnx`` model.
@@ -160,6 +161,10 @@ class Predictor:
             path: See :func:`cxrseg.inference.model_file.locate_model`.
             device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
             tta: As in the constructor.
+            runtime: For a checkpoint: ``"auto"`` runs it in ONNX Runtime on the CPU when
+                that is installed (exported in memory and checked against PyTorch once),
+                else in PyTorch; ``"torch"`` or ``"onnxruntime"`` force one. See
+                :func:`~cxrseg.inference.backends.open_backend`.
             options: Further constructor arguments (``postprocess``, ``batch_size``,
                 ``threshold``).
 
@@ -169,7 +174,7 @@ class Predictor:
         """
         model = locate_model(path)
         info = model_info(model)
-        backend = open_backend(model, device)
+        backend = open_backend(model, device, runtime)
         channels = getattr(backend, "output_channels", None)
         if channels is not None and channels != len(info.channels):
             raise InputError(
