@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -32,7 +31,12 @@ import torch
 from torch.utils.data import DataLoader
 
 from cxrseg.augment.pipeline import Pipeline
-from cxrseg.data.torch_dataset import CachedCases, EpochSampler, SegmentationDataset
+from cxrseg.data.torch_dataset import (
+    CachedCases,
+    EpochSampler,
+    SegmentationDataset,
+    device_augment,
+)
 from cxrseg.losses import SegmentationLoss, masks_to_target
 from cxrseg.models import create_model
 from cxrseg.phantom import make_phantom
@@ -113,11 +117,7 @@ def cxrseg_loop(args: argparse.Namespace, cases: CachedCases, device: torch.devi
     results = []
     for epoch in range(args.repeats + 1):  # the first epoch warms up
         sampler.set_epoch(epoch)
-        augment: Callable[..., Any] | None = None
-        if augment_on == "device" and pipeline is not None:
-
-            def augment(x: torch.Tensor, m: torch.Tensor, idx: torch.Tensor, e: int = epoch) -> Any:
-                return pipeline.batch(x, m, indices=[int(i) for i in idx], epoch=e, labels=NAMES)
+        augment = device_augment(pipeline, NAMES, epoch) if augment_on == "device" else None
 
         stats = train_one_epoch(model, loader, optimizer, scheduler, loss_fn, settings,
                                 epoch=epoch + 1, dist=DistInfo(), augment=augment)  # fmt: skip

@@ -16,7 +16,6 @@ normalisation (``normalization`` in the checkpoint).
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -33,8 +32,10 @@ __all__ = [
     "CachedCases",
     "EpochSampler",
     "SegmentationDataset",
-    "batches_per_epoch",
+    "augment_on_device",
+    "build_pipeline",
     "cache_cases",
+    "device_augment",
     "normalize_batch",
 ]
 
@@ -205,6 +206,36 @@ class EpochSampler(Sampler[tuple[int, int]]):
         return len(self._inner)
 
 
-def batches_per_epoch(length: int, batch_size: int, world_size: int = 1) -> int:
-    """Number of steps each process takes per epoch (the last batch may be short)."""
-    return math.ceil(math.ceil(length / world_size) / batch_size)
+# --- augmentation on the device ---------------------------------------------------------
+
+
+def build_pipeline(recipe: dict[str, Any] | None, seed: int) -> Any:
+    """A :class:`cxrseg.augment.pipeline.Pipeline` from its dict, seeded with ``seed``.
+
+    Returns ``None`` for a recipe without operations (training without augmentation).
+    """
+    from cxrseg.augment.pipeline import Pipeline
+
+    if not recipe or not recipe.get("operations"):
+        return None
+    return Pipeline.from_dict({**recipe, "seed": seed})
+
+
+def augment_on_device(augment_on: str, device: torch.device) -> bool:
+    """Whether ``augment_on`` (``"auto"``/``"cpu"``/``"device"``) means augmenting on the device."""
+    if augment_on == "auto":
+        return device.type == "cuda"
+    return augment_on == "device"
+
+
+def device_augment(pipeline: Any, labels: list[str], epoch: int) -> Callable[..., Any]:
+    """``augment(images, masks, indices) -> (images, masks)`` with ``Pipeline.batch`` for one epoch.
+
+    Sample ``indices[i]`` gets the same draw as ``SegmentationDataset`` would give it on the CPU.
+    """
+
+    def augment(images: torch.Tensor, masks: torch.Tensor, indices: torch.Tensor) -> Any:
+        return pipeline.batch(images, masks, indices=[int(i) for i in indices], epoch=epoch,
+                              labels=labels)  # fmt: skip
+
+    return augment

@@ -28,15 +28,18 @@ from cxrseg.errors import InputError
 
 if TYPE_CHECKING:
     from cxrseg.data import Case
+    from cxrseg.data.torch_dataset import CachedCases
     from cxrseg.training.config import TrainConfig
 
 __all__ = [
+    "amp_dtype",
     "estimate_image_bytes",
     "pick_batch_size",
     "pick_device",
     "pick_mode",
     "pick_size",
     "pick_workers",
+    "resolve_config",
 ]
 
 logger = logging.getLogger(__name__)
@@ -139,3 +142,39 @@ def pick_workers(device: torch.device) -> tuple[int, str]:
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     workers = max(0, min(8, (cpus or 1) - 1))
     return workers, f"{cpus} CPU cores, one kept for the main process"
+
+
+def resolve_config(
+    config: TrainConfig, train: CachedCases, device: torch.device, reasons: dict[str, str]
+) -> TrainConfig:
+    """Fill in mode, batch size, workers and augmentation from the data and the machine.
+
+    Args:
+        config: With ``size`` already set.
+        train: The cached training cases.
+        device: The training device.
+        reasons: Receives a one-line reason per option picked here.
+    """
+    from cxrseg.training.config import default_augmentation
+
+    changes: dict[str, Any] = {}
+    if config.mode is None:
+        changes["mode"], reasons["mode"] = pick_mode(train.masks)
+    if config.batch_size is None:
+        assert config.size is not None
+        changes["batch_size"], reasons["batch_size"] = pick_batch_size(
+            config, config.size, device, len(train)
+        )
+    if config.workers is None:
+        changes["workers"], reasons["workers"] = pick_workers(device)
+    if config.augmentation is None:
+        changes["augmentation"] = default_augmentation()
+        reasons["augmentation"] = "default recipe (mesh distortions, rotation, zoom, intensity)"
+    return config.replace(**changes)
+
+
+def amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
+    """Autocast dtype on CUDA (bfloat16 where supported, else float16); ``None`` on CPU."""
+    if not config.amp or device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16

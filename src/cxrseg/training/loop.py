@@ -197,12 +197,8 @@ def _prepare(
 
 
 def _loss_of(loss_fn: nn.Module, output: Any, target: torch.Tensor) -> torch.Tensor:
-    """Loss of the logits, or weighted over deep-supervision outputs (1, 1/2, 1/4, ...)."""
-    if isinstance(output, (list, tuple)):
-        weights = [0.5**i for i in range(len(output))]
-        losses = [w * loss_fn(o.float(), target) for w, o in zip(weights, output, strict=True)]
-        return torch.stack(losses).sum() / sum(weights)
-    return loss_fn(output.float(), target)
+    """The loss of the logits (``SegmentationLoss`` weights deep-supervision lists itself)."""
+    return loss_fn(output, target)
 
 
 @dataclass

@@ -4,6 +4,7 @@
   saved ``config.yaml`` and refuses options that would change the result, naming them.
 - :func:`data_identity` / :func:`data_diff`: the structures and case ids a run was trained on,
   so a resume on another dataset is refused with the difference spelled out.
+- :func:`load_init`: fine-tuning starts from a checkpoint whose structures and mode match.
 - :func:`save_last` / :func:`restore`: ``last/`` holds the model, optimizer, scheduler, torch
   RNG states, early-stopping state and history, written as a whole (``last.new/`` renamed in),
   so an interrupted and resumed run ends with the same weights as an uninterrupted one.
@@ -31,7 +32,15 @@ from cxrseg.training.config import TrainConfig, config_diff
 from cxrseg.training.loop import EarlyStopping
 from cxrseg.training.seeding import get_rng_state, set_rng_state
 
-__all__ = ["data_diff", "data_identity", "last_dir", "restore", "save_last", "starting_config"]
+__all__ = [
+    "data_diff",
+    "data_identity",
+    "last_dir",
+    "load_init",
+    "restore",
+    "save_last",
+    "starting_config",
+]
 
 
 def starting_config(
@@ -148,3 +157,23 @@ def restore(
         scaler.load_state_dict(extra["scaler"])
     return {"epoch": state.epoch, "history": list(extra["history"]),
             "elapsed_s": float(extra["elapsed_s"])}  # fmt: skip
+
+
+def load_init(model: nn.Module, path: Path, structures: list[str], mode: str) -> None:
+    """Start from a checkpoint's weights; its labels and mode must match the data's."""
+    source, meta = load_checkpoint(path)
+    if list(meta.get("labels", [])) != structures or meta.get("mode") != mode:
+        raise InputError(
+            f"the checkpoint was trained for structures {meta.get('labels')} ({meta.get('mode')})"
+            f" but the data has {structures} ({mode}).",
+            path=path,
+            hint="fine-tune on data with the same structures, or train from scratch.",
+        )
+    try:
+        model.load_state_dict(source.state_dict())
+    except RuntimeError as exc:
+        raise InputError(
+            f"its model does not match the configured one ({exc}).",
+            path=path,
+            hint=f"set model/model_kwargs as in the checkpoint: {meta.get('model')}.",
+        ) from exc

@@ -29,14 +29,22 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from cxrseg.data.torch_dataset import CachedCases, EpochSampler, SegmentationDataset, cache_cases
+from cxrseg.data.torch_dataset import (
+    CachedCases,
+    EpochSampler,
+    SegmentationDataset,
+    augment_on_device,
+    build_pipeline,
+    cache_cases,
+    device_augment,
+)
 from cxrseg.errors import InputError
 from cxrseg.training import defaults
 from cxrseg.training.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from cxrseg.training.config import TrainConfig, default_augmentation
+from cxrseg.training.config import TrainConfig
 from cxrseg.training.curves import metric_columns, plot_curves, write_metrics_csv
 from cxrseg.training.distributed import DistInfo, barrier, distributed_context
 from cxrseg.training.loop import (
@@ -51,6 +59,7 @@ from cxrseg.training.loop import (
 from cxrseg.training.resume import (
     data_identity,
     last_dir,
+    load_init,
     restore,
     save_last,
     starting_config,
@@ -235,7 +244,7 @@ def _run(
 
     train_data = cache_cases(dataset, train_cases, config.size, config.resize, structures, loading)
     val_data = cache_cases(dataset, val_cases, config.size, config.resize, structures)
-    config = _resolve(config, train_data, device, reasons)
+    config = defaults.resolve_config(config, train_data, device, reasons)
     seed_everything(config.seed, config.deterministic)
     torch.set_float32_matmul_precision("high")
 
@@ -246,7 +255,7 @@ def _run(
 
     core = create_model(config.model, in_channels=1, num_classes=num_classes, **config.model_kwargs)
     if init is not None and not resume:
-        _load_init(core, Path(init), structures, mode)
+        load_init(core, Path(init), structures, mode)
     core.to(device)
     if config.channels_last:
         core.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
@@ -259,10 +268,10 @@ def _run(
 
     batch_size = int(config.batch_size or 1)
     sampler = EpochSampler(len(train_data), dist.rank, dist.world_size, True, config.seed)
-    steps_per_epoch = len(sampler) // batch_size + (len(sampler) % batch_size > 0)
+    steps_per_epoch = math.ceil(len(sampler) / batch_size)
     optimizer = build_optimizer(core, config)
     scheduler = build_scheduler(optimizer, config, steps_per_epoch)
-    amp_dtype = _amp_dtype(config, device)
+    amp_dtype = defaults.amp_dtype(config, device)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     stopper = EarlyStopping(config.patience, config.min_delta)
     loss_fn = SegmentationLoss(mode=mode, kind=config.loss, class_weights=config.class_weights)
@@ -278,8 +287,8 @@ def _run(
         state = restore(last, core, optimizer, scheduler, scaler, stopper, identity, device)
         start_epoch, history, elapsed = state["epoch"], state["history"], state["elapsed_s"]
 
-    pipeline = _pipeline(config)
-    on_device = pipeline is not None and _augment_on_device(config, device)
+    pipeline = build_pipeline(config.augmentation, config.seed)
+    on_device = pipeline is not None and augment_on_device(config.augment_on, device)
     train_set = SegmentationDataset(train_data, None if on_device else pipeline)
     workers = int(config.workers or 0)
     loader = DataLoader(
@@ -339,7 +348,7 @@ def _run(
         stopped = "early_stopping"
     for epoch in range(start_epoch + 1, config.epochs + 1) if stopped == "completed" else ():
         sampler.set_epoch(epoch)
-        augment = _device_augment(pipeline, structures, epoch) if on_device else None
+        augment = device_augment(pipeline, structures, epoch) if on_device else None
         try:
             stats = train_one_epoch(model, loader, optimizer, scheduler, loss_fn, settings,
                                     epoch=epoch, dist=dist, augment=augment, scaler=scaler,
@@ -409,76 +418,6 @@ def _run(
     emit({"event": "end", "stopped": stopped, "epoch": epoch, "best_epoch": stopper.best_epoch,
           "best_dice": result_obj.best_dice, "postprocessing": post})  # fmt: skip
     return result_obj
-
-
-def _resolve(
-    config: TrainConfig, train: CachedCases, device: torch.device, reasons: dict[str, str]
-) -> TrainConfig:
-    """Fill in mode, batch size, workers and augmentation from the data and the machine."""
-    changes: dict[str, Any] = {}
-    if config.mode is None:
-        changes["mode"], reasons["mode"] = defaults.pick_mode(train.masks)
-    if config.batch_size is None:
-        assert config.size is not None
-        changes["batch_size"], reasons["batch_size"] = defaults.pick_batch_size(
-            config, config.size, device, len(train)
-        )
-    if config.workers is None:
-        changes["workers"], reasons["workers"] = defaults.pick_workers(device)
-    if config.augmentation is None:
-        changes["augmentation"] = default_augmentation()
-        reasons["augmentation"] = "default recipe (mesh distortions, rotation, zoom, intensity)"
-    return config.replace(**changes)
-
-
-def _amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
-    if not config.amp or device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-
-
-def _pipeline(config: TrainConfig) -> Any:
-    """The augmentation pipeline seeded by the run seed, or ``None`` without operations."""
-    from cxrseg.augment.pipeline import Pipeline
-
-    recipe = dict(config.augmentation or {})
-    if not recipe.get("operations"):
-        return None
-    return Pipeline.from_dict({**recipe, "seed": config.seed})
-
-
-def _augment_on_device(config: TrainConfig, device: torch.device) -> bool:
-    if config.augment_on == "auto":
-        return device.type == "cuda"
-    return config.augment_on == "device"
-
-
-def _device_augment(pipeline: Any, labels: list[str], epoch: int) -> Callable[..., Any]:
-    def augment(images: torch.Tensor, masks: torch.Tensor, indices: torch.Tensor) -> Any:
-        return pipeline.batch(images, masks, indices=[int(i) for i in indices], epoch=epoch,
-                              labels=labels)  # fmt: skip
-
-    return augment
-
-
-def _load_init(model: nn.Module, path: Path, structures: list[str], mode: str) -> None:
-    """Start from a checkpoint's weights; its labels and mode must match the data's."""
-    source, meta = load_checkpoint(path)
-    if list(meta.get("labels", [])) != structures or meta.get("mode") != mode:
-        raise InputError(
-            f"the checkpoint was trained for structures {meta.get('labels')} ({meta.get('mode')})"
-            f" but the data has {structures} ({mode}).",
-            path=path,
-            hint="fine-tune on data with the same structures, or train from scratch.",
-        )
-    try:
-        model.load_state_dict(source.state_dict())
-    except RuntimeError as exc:
-        raise InputError(
-            f"its model does not match the configured one ({exc}).",
-            path=path,
-            hint=f"set model/model_kwargs as in the checkpoint: {meta.get('model')}.",
-        ) from exc
 
 
 def _choose_postprocessing(
