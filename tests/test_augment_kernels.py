@@ -191,3 +191,11 @@ def test_map_of_another_size_is_refused() -> None:
 def test_non_finite_matrix_is_refused() -> None:
     with pytest.raises(ValueError, match="NaN or infinity"):
         F.chain_map(H, W, [np.full((2, 3), np.nan)])
+
+
+def test_chain_map_leaves_the_callers_displacements_alone() -> None:
+    d = np.ones((3, 4, 2), np.float32)
+    maps = F.chain_map(H, W, [F.MeshSpec(5, 4, d)])
+    d[:] = 5.0  # still writable, and the map remembers the values it was made from
+    assert not maps.chain[0].displacements.flags.writeable
+    assert float(maps.chain[0].displacements.max()) == 1.0

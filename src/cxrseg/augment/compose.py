@@ -82,6 +82,8 @@ def _described(maps: object) -> tuple[Described, ...] | None:
 def _check_step(step: object, height: int, width: int, index: int) -> Described | Maps:
     if isinstance(step, MeshSpec):
         _, _, gw, gh, d = _mesh_args(height, width, *step)
+        if d is step.displacements:  # already float32: keep the caller's array writable
+            d = d.copy()
         d.flags.writeable = False
         return MeshSpec(gw, gh, d)
     if isinstance(step, np.ndarray) and step.shape == (2, 3):

@@ -15,7 +15,9 @@ radiograph shows.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
 import cv2
@@ -61,19 +63,28 @@ def _check_map_pair(map_x: np.ndarray, map_y: np.ndarray) -> tuple[np.ndarray, n
     return mx, my
 
 
+@lru_cache(maxsize=64)
+def _integer_range(dtype: np.dtype) -> tuple[int, int] | None:
+    """(min, max) of an integer dtype, None for others (cached: ``np.iinfo`` is slow)."""
+    if dtype.kind not in "ui":
+        return None
+    info = np.iinfo(dtype)
+    return int(info.min), int(info.max)
+
+
 def _check_fill(fill: float, dtype: np.dtype) -> float:
     if isinstance(fill, bool) or not isinstance(fill, int | float | np.number):
         raise TypeError(f"fill={fill!r} must be a number.")
-    if not np.isfinite(fill):
+    value = float(fill)
+    if not math.isfinite(value):
         raise ValueError(f"fill={fill!r} must be finite.")
-    if dtype.kind in "ui":
-        info = np.iinfo(dtype)
-        if not info.min <= fill <= info.max:
-            raise ValueError(
-                f"fill={fill!r} does not fit the image dtype {dtype} ({info.min}..{info.max}); "
-                "give a fill value inside that range."
-            )
-    return float(fill)
+    bounds = _integer_range(dtype)
+    if bounds is not None and not bounds[0] <= value <= bounds[1]:
+        raise ValueError(
+            f"fill={fill!r} does not fit the image dtype {dtype} ({bounds[0]}..{bounds[1]}); "
+            "give a fill value inside that range."
+        )
+    return value
 
 
 def _nearest_numpy(
