@@ -230,17 +230,16 @@ def _add_displacements(coef, d, ex, ey):
 
 
 @_jit
-def _grid_kernel(out_x, out_y, top, lbx, lby, lox, loy, lco, bx, by, ox, oy, co):  # noqa: E501
-    """Fill (rows, W) float32 maps with ``first(last(p))`` for the pixels p of image rows
-    ``top, top + 1, ...`` (see module doc).
+def _grid_kernel(out_x, out_y, lbx, lby, lox, loy, lco, bx, by, ox, oy, co):  # noqa: E501
+    """Fill (H, W) float32 maps with ``first(last(p))`` for every pixel p (see module doc).
 
     ``l*``: the patches of the op applied last (evaluated on the pixel grid); the others: the
     patches of the op applied before it.
     """
-    rows, width = out_x.shape
+    height, width = out_x.shape
     ramp = np.arange(width + 1).astype(np.float32)
-    for y in range(rows):
-        w = top + y + 0.5
+    for y in range(height):
+        w = y + 0.5
         jl = _cell(lby, w)
         t = w - loy[jl]
         row_x = out_x[y]
@@ -325,7 +324,7 @@ def evaluate_grid(height: int, width: int, chain: Sequence[Patches]) -> tuple[np
     map_x, map_y = np.empty((2, height, width), dtype=np.float32)
     last = chain[-1]
     before = chain[-2] if len(chain) > 1 else _IDENTITY
-    _grid_kernel(map_x, map_y, 0, *last, *before)
+    _grid_kernel(map_x, map_y, *last, *before)
     for patches in reversed(chain[:-2]):
         _points_kernel(map_x.reshape(-1), map_y.reshape(-1), *patches)
     return map_x, map_y
