@@ -1,17 +1,28 @@
-"""Prediction speed: ms per image with PyTorch and ONNX Runtime on the CPU, images/s on a GPU.
+"""Prediction speed of the default recipe: ms per 512 x 512 image on the CPU, images/s on a GPU.
 
-Not a test. Builds the default training architecture (``unet``, depth 5, base 16, batch norm,
-transposed convolutions; random weights, which do not change the speed), saves it as a
-checkpoint with post-processing (largest component per lung kept, holes filled), exports
-it to ONNX, and times :class:`cxrseg.inference.Predictor` end to end on synthetic 512 x 512
-radiographs: resize, normalisation, network, softmax, resize back, arg-max and
-post-processing. The network alone is timed too.
+Not a test. Builds the network ``cxrseg train`` builds by default (``TrainConfig()``'s model,
+at the input size :func:`cxrseg.training.defaults.pick_size` picks for images of
+``--image-size``; random weights, which do not change the speed) predicting both lungs
+(softmax), saves it as a checkpoint with the anatomical post-processing (largest component
+per lung kept, holes filled), and times :class:`cxrseg.inference.Predictor` end to end from
+a NumPy image to masks at the original size: resize, normalisation, network, softmax, resize
+back, arg-max and post-processing. The network alone is timed too.
 
-CPU (the target is <= 100 ms per image on 2 cores)::
+Backends (CPU), measured side by side: every round runs each backend once, in turn, so a
+change in the machine's load hits all of them alike:
+
+- ``PyTorch`` (contiguous, batch norm kept: the plain model);
+- ``PyTorch folded CL`` (:class:`~cxrseg.inference.TorchBackend`'s default: batch norm
+  folded into the convolutions, channels-last) = ``--runtime torch``;
+- ``ONNX Runtime`` what ``Predictor.from_checkpoint`` picks on the CPU (``--runtime auto``
+  with onnxruntime installed: exported in memory, no thread spinning);
+- ``ONNX Runtime spin`` the same with ONNX Runtime's default thread spinning.
+
+CPU (the target is <= 100 ms per 512 x 512 image on 2 cores)::
 
     .venv/bin/python benchmarks/bench_predict.py --threads 2
 
-GPU (network throughput target >= 1,000 images/s on one H100)::
+GPU (network throughput, images/s, of the PyTorch backend; bfloat16 autocast)::
 
     python benchmarks/bench_predict.py --device cuda --batch-size 64 --images 512
 """
@@ -19,9 +30,9 @@ GPU (network throughput target >= 1,000 images/s on one H100)::
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import statistics
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -34,43 +45,75 @@ LABELS = ["left_lung", "right_lung"]
 
 
 def parse() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--threads", type=int, default=2, help="CPU threads (torch and ORT)")
-    parser.add_argument("--size", type=int, default=512, help="image and network input side")
-    parser.add_argument("--images", type=int, default=16, help="images per timed pass")
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--repeats", type=int, default=3, help="timed passes (median kept)")
-    parser.add_argument("--base-channels", type=int, default=16)
-    parser.add_argument("--depth", type=int, default=5)
-    parser.add_argument("--skip-onnx", action="store_true")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads (torch, ORT, cv2)")
+    parser.add_argument("--image-size", type=int, default=512, help="side of the input images")
+    parser.add_argument("--input-size", type=int, default=None,
+                        help="network input side (default: what cxrseg train picks)")  # fmt: skip
+    parser.add_argument("--base-channels", type=int, default=None,
+                        help="override the default model's base_channels")  # fmt: skip
+    parser.add_argument("--images", type=int, default=8, help="images per timed pass")
+    parser.add_argument("--batch-size", type=int, default=4, help="images per network call")
+    parser.add_argument("--repeats", type=int, default=3, help="timed rounds (median kept)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the GPU network")
     return parser.parse_args()
 
 
-def median_seconds(
-    fn: Callable[[], object], repeats: int, sync: Callable[[], None]
-) -> tuple[float, float]:
-    """Median wall-clock and process CPU seconds of ``fn`` (after one warm-up call).
+def uptime() -> str:
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "load average {:.2f}, {:.2f}, {:.2f}".format(*os.getloadavg())
 
-    The CPU time (all threads) is the robust figure on a shared machine: divided by the
-    thread count it is what the wall time would be on dedicated cores with perfect scaling.
-    """
-    fn()  # warm-up (allocations, kernel selection, profiling executors)
+
+def default_recipe(folder: Path, args: argparse.Namespace) -> tuple[dict[str, Any], int, str]:
+    """The default model kwargs and the input size ``cxrseg train`` picks for these images."""
+    from cxrseg.data import Case
+    from cxrseg.io import write_image
+    from cxrseg.phantom import make_phantom
+    from cxrseg.training.config import TrainConfig
+    from cxrseg.training.defaults import pick_size
+
+    kwargs = dict(TrainConfig().model_kwargs)
+    if args.base_channels is not None:
+        kwargs["base_channels"] = args.base_channels
+    if args.input_size is not None:
+        return kwargs, args.input_size, "--input-size"
+    image = folder / "probe.png"
+    write_image(image, make_phantom(0, args.image_size).image)
+    size, reason = pick_size([Case("probe", image, {})])
+    return kwargs, size, f"cxrseg train's default: {reason}"
+
+
+def save_model(folder: Path, kwargs: dict[str, Any], size: int) -> Path:
+    import torch
+
+    from cxrseg.models import create_model
+    from cxrseg.postprocess import default_config
+    from cxrseg.training.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    model = create_model("unet", in_channels=1, num_classes=len(LABELS) + 1, **kwargs)
+    post = {name: default_config(name, 1).to_dict() for name in LABELS}
+    meta = {"labels": LABELS, "mode": "softmax", "input_size": size, "resize": "squash",
+            "normalization": "zscore", "in_channels": 1, "postprocessing": post}  # fmt: skip
+    save_checkpoint(folder / "best", model, meta)
+    return folder / "best"
+
+
+def timed(fn: Callable[[], object], sync: Callable[[], None]) -> tuple[float, float]:
+    """Wall-clock and process CPU seconds (all threads) of one call."""
     sync()
-    walls, cpus = [], []
-    for _ in range(repeats):
-        start, cpu = time.perf_counter(), time.process_time()
-        fn()
-        sync()
-        walls.append(time.perf_counter() - start)
-        cpus.append(time.process_time() - cpu)
-    return statistics.median(walls), statistics.median(cpus)
+    start, cpu = time.perf_counter(), time.process_time()
+    fn()
+    sync()
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
-def on_device(backend: Any, batch: np.ndarray) -> Callable[[], object]:
-    """The network alone: on CUDA a forward pass of a batch already on the GPU (no copies,
-    what "network throughput" means); elsewhere the backend's call on a NumPy batch."""
+def network_pass(backend: Any, batch: np.ndarray, calls: int) -> Callable[[], object]:
+    """The network alone: on CUDA forward passes of a batch already on the GPU (no copies);
+    elsewhere the backend's call on a NumPy batch."""
     import torch
 
     if getattr(backend, "device", "cpu").startswith("cuda"):
@@ -78,33 +121,13 @@ def on_device(backend: Any, batch: np.ndarray) -> Callable[[], object]:
         inputs = inputs.contiguous(memory_format=torch.channels_last)
         amp = backend.amp_dtype is not None
 
-        def forward() -> object:
+        def forward() -> None:
             with torch.inference_mode(), torch.autocast("cuda", backend.amp_dtype, amp):
-                return backend.model(inputs)
+                for _ in range(calls):
+                    backend.model(inputs)
 
         return forward
-    return lambda: backend(batch)
-
-
-def build(folder: Path, args: argparse.Namespace, onnx: bool) -> tuple[Path, Path | None]:
-    import torch
-
-    from cxrseg.export import export_model
-    from cxrseg.models import create_model
-    from cxrseg.postprocess import PostprocessConfig
-    from cxrseg.training.checkpoint import save_checkpoint
-
-    torch.manual_seed(0)
-    kwargs = {"depth": args.depth, "base_channels": args.base_channels, "norm": "batch",
-              "upsample": "transpose"}  # fmt: skip
-    model = create_model("unet", in_channels=1, num_classes=len(LABELS) + 1, **kwargs)
-    post = {name: PostprocessConfig(keep_components=1, fill_holes=True).to_dict()
-            for name in LABELS}  # fmt: skip
-    meta = {"labels": LABELS, "mode": "softmax", "input_size": args.size, "resize": "squash",
-            "normalization": "zscore", "in_channels": 1, "postprocessing": post}  # fmt: skip
-    save_checkpoint(folder / "best", model, meta)
-    exported = export_model(folder, folder / "export" / "model.onnx") if onnx else None
-    return folder / "best", exported
+    return lambda: [backend(batch) for _ in range(calls)]
 
 
 def main() -> None:
@@ -112,72 +135,91 @@ def main() -> None:
     import cv2
     import torch
 
-    from cxrseg.inference import OnnxBackend, Predictor, TorchBackend, locate_model, model_info
+    from cxrseg.inference import OnnxBackend, Predictor, TorchBackend
+    from cxrseg.inference.backends import onnx_from_torch
     from cxrseg.models import count_parameters
     from cxrseg.phantom import make_phantom
     from cxrseg.training.checkpoint import load_checkpoint
 
-    if args.device == "cpu":
-        torch.set_num_threads(args.threads)
-        cv2.setNumThreads(args.threads)
+    torch.set_num_threads(args.threads)
+    cv2.setNumThreads(args.threads)
     cuda = args.device == "cuda"
     sync = torch.cuda.synchronize if cuda else (lambda: None)
-    distinct = [make_phantom(i, args.size).image for i in range(min(args.images, 16))]
+    load_before = uptime()
+    distinct = [make_phantom(i, args.image_size).image for i in range(min(args.images, 16))]
     images = [distinct[i % len(distinct)] for i in range(args.images)]
-    rows: list[tuple[str, float, float, float, float]] = []
+
     with tempfile.TemporaryDirectory() as tmp:
-        checkpoint, onnx_file = build(Path(tmp), args, onnx=not args.skip_onnx and not cuda)
-        info = model_info(locate_model(checkpoint))
+        kwargs, size, why = default_recipe(Path(tmp), args)
+        checkpoint = save_model(Path(tmp), kwargs, size)
         network, _ = load_checkpoint(checkpoint)
         params = count_parameters(network)
-        backends: list[tuple[str, Any]] = []
-        for channels_last in (False, True):
-            name = f"PyTorch{' channels_last' if channels_last else ''}"
-            model = copy.deepcopy(network)  # channels_last converts the module in place
-            backend = TorchBackend(model, args.device, channels_last=channels_last)
-            if cuda and args.compile:
+        options = {"batch_size": args.batch_size}
+        predictors: dict[str, Any] = {}
+        loads: dict[str, float] = {}
+        start = time.perf_counter()
+        if cuda:
+            predictors["PyTorch CUDA"] = Predictor.from_checkpoint(checkpoint, "cuda", **options)
+            if args.compile:
+                backend = predictors["PyTorch CUDA"].backend
                 backend.model = torch.compile(backend.model)
-            backends.append((name, backend))
-        if onnx_file is not None:
-            backends.append(("ONNX Runtime", OnnxBackend(onnx_file, "cpu", threads=args.threads)))
-        batch = np.random.default_rng(0).standard_normal(
-            (args.batch_size, 1, args.size, args.size), dtype=np.float32
-        )
-        calls = -(-args.images // args.batch_size)
-        for name, backend in backends:
-            predictor = Predictor(backend, info, batch_size=args.batch_size)
+        else:
+            info = Predictor.from_checkpoint(checkpoint, "cpu", runtime="torch").info
+            plain = TorchBackend(network, "cpu", channels_last=False, fold_norm=False)
+            predictors["PyTorch"] = Predictor(plain, info, **options)
+            start = time.perf_counter()
+            predictors["PyTorch folded CL"] = Predictor.from_checkpoint(
+                checkpoint, "cpu", runtime="torch", **options
+            )
+            loads["PyTorch folded CL"] = time.perf_counter() - start
+            start = time.perf_counter()
+            predictors["ONNX Runtime"] = Predictor.from_checkpoint(checkpoint, "cpu", **options)
+            loads["ONNX Runtime"] = time.perf_counter() - start
+            assert isinstance(predictors["ONNX Runtime"].backend, OnnxBackend), "no onnxruntime?"
+            spin = onnx_from_torch(network, size, threads=args.threads, spinning=True)
+            predictors["ONNX Runtime spin"] = Predictor(spin, info, **options)
 
-            forward = on_device(backend, batch)
-
-            def network_only(run: Callable[[], object] = forward) -> None:
-                for _ in range(calls):
-                    run()
-
-            def end_to_end(run: Any = predictor) -> None:
-                run.predict_batch(images)
-
-            net, net_cpu = median_seconds(network_only, args.repeats, sync)
-            full, full_cpu = median_seconds(end_to_end, args.repeats, sync)
-            per_net, per_full = calls * args.batch_size, len(images)
-            rows.append((name, full / per_full, full_cpu / per_full, net / per_net,
-                         net_cpu / per_net))  # fmt: skip
+    batch = np.random.default_rng(0).standard_normal(
+        (args.batch_size, 1, size, size), dtype=np.float32
+    )
+    calls = -(-args.images // args.batch_size)
+    runs = {
+        name: (network_pass(p.backend, batch, calls), lambda p=p: p.predict_batch(images))
+        for name, p in predictors.items()
+    }
+    times: dict[str, dict[str, list[tuple[float, float]]]] = {
+        name: {"net": [], "e2e": []} for name in runs
+    }
+    for round_ in range(args.repeats + 1):  # round 0 warms up (allocations, kernel choice)
+        for name, (net, e2e) in runs.items():
+            net_time, e2e_time = timed(net, sync), timed(e2e, sync)
+            if round_:
+                times[name]["net"].append(net_time)
+                times[name]["e2e"].append(e2e_time)
+    load_after = uptime()
 
     device = torch.cuda.get_device_name() if cuda else f"CPU, {args.threads} threads"
-    print(f"cxrseg predict: {args.size}x{args.size}, unet depth {args.depth} base "
-          f"{args.base_channels} ({params / 1e6:.2f} M parameters), batch {args.batch_size}, "
-          f"{args.images} images, median of {args.repeats}; {device}; "
-          f"torch {torch.__version__}")  # fmt: skip
+    print(f"cxrseg predict: {args.image_size}x{args.image_size} images, network input "
+          f"{size}x{size} ({why}); unet {kwargs} ({params / 1e6:.2f} M parameters); "
+          f"batch {args.batch_size}, {args.images} images per pass, median of {args.repeats} "
+          f"rounds; {device}; torch {torch.__version__}")  # fmt: skip
+    print(f"before: {load_before}\nafter:  {load_after}")
     header = ("backend", "e2e ms/img", "e2e CPU ms/img", "net ms/img", "net CPU ms/img",
-              "net img/s", "e2e vs first")  # fmt: skip
-    print(f"{header[0]:<22}" + "".join(f"{h:>16}" for h in header[1:]))
-    reference = rows[0][1]
-    for name, full, full_cpu, net, net_cpu in rows:
-        values = (full * 1e3, full_cpu * 1e3, net * 1e3, net_cpu * 1e3, 1 / net)
-        print(f"{name:<22}" + "".join(f"{v:>16.1f}" for v in values)
-              + f"{reference / full:>15.2f}x")  # fmt: skip
-    if not cuda:
-        load = os.getloadavg()[0]
-        print(f"load average {load:.1f} on {os.cpu_count()} CPUs during the run")
+              "net img/s", "load s", "e2e vs first", "CPU vs first")  # fmt: skip
+    print(f"| {header[0]:<18} | " + " | ".join(f"{h:>14}" for h in header[1:]) + " |")
+    first: tuple[float, float] | None = None
+    per_net = calls * args.batch_size
+    for name, measured in times.items():
+        e2e_wall = statistics.median(w for w, _ in measured["e2e"]) / len(images)
+        e2e_cpu = statistics.median(c for _, c in measured["e2e"]) / len(images)
+        net_wall = statistics.median(w for w, _ in measured["net"]) / per_net
+        net_cpu = statistics.median(c for _, c in measured["net"]) / per_net
+        first = first or (e2e_wall, e2e_cpu)
+        load = f"{loads[name]:.1f}" if name in loads else "-"
+        values = [f"{v * 1e3:.1f}" for v in (e2e_wall, e2e_cpu, net_wall, net_cpu)]
+        values += [f"{1 / net_wall:.1f}", load, f"{first[0] / e2e_wall:.2f}x",
+                   f"{first[1] / e2e_cpu:.2f}x"]  # fmt: skip
+        print(f"| {name:<18} | " + " | ".join(f"{v:>14}" for v in values) + " |")
 
 
 if __name__ == "__main__":

@@ -220,7 +220,8 @@ def open_backend(
             hint="use --device cpu, or export the model for onnxruntime-gpu",
         )
     if runtime == "onnxruntime" or (runtime == "auto" and cpu and _has_onnxruntime()):
-        import_onnxruntime()  # says how to install it
+        if runtime == "onnxruntime":
+            import_onnxruntime()  # says how to install it
         size = int(model.metadata["input_size"])
         ort_options = {k: v for k, v in options.items() if k in _ORT_OPTIONS}
         backend = onnx_from_torch(network, size, strict=runtime == "onnxruntime", **ort_options)
