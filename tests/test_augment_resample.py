@@ -171,6 +171,11 @@ def test_mask_of_another_size_is_named_in_the_error():
         warp(smooth(), {"heart": np.zeros((H + 1, W), np.uint8)}, MAPS["flip"])
 
 
+def test_mask_that_is_not_an_array_is_named_by_its_position():
+    with pytest.raises(TypeError, match="mask #1 must be a numpy array"):
+        warp(smooth(), [labels(), labels().tolist()], MAPS["flip"])
+
+
 def test_unknown_interpolation_is_refused():
     with pytest.raises(ValueError, match="interpolation='lanczos'"):
         remap(smooth(), *MAPS["flip"], interpolation="lanczos")

@@ -172,10 +172,18 @@ def remap(
         raise TypeError(f"image must be a numpy array, not {type(image).__name__}.")
     if image.ndim not in (2, 3) or image.shape[0] == 0 or image.shape[1] == 0:
         raise ValueError(f"image has shape {image.shape}; give an (H, W) or (H, W, C) array.")
-    flag = _check_choice("interpolation", interpolation, INTERPOLATIONS)
-    border_flag = _check_choice("border", border, BORDERS)
+    _check_choice("interpolation", interpolation, INTERPOLATIONS)
+    _check_choice("border", border, BORDERS)
     mx, my = _check_map_pair(map_x, map_y)
     fill = _check_fill(fill, image.dtype if image.dtype != np.bool_ else np.dtype(np.uint8))
+    return _remap(image, mx, my, interpolation, border, fill)
+
+
+def _remap(
+    image: np.ndarray, mx: np.ndarray, my: np.ndarray, interpolation: str, border: str, fill: float
+) -> np.ndarray:
+    """:func:`remap` with arguments already checked (float32 maps, known options, fill)."""
+    flag, border_flag = INTERPOLATIONS[interpolation], BORDERS[border]
     if interpolation == "nearest":
         if image.dtype == np.bool_:
             out = _cv_remap(image.view(np.uint8), mx, my, flag, border_flag, fill)
@@ -187,7 +195,7 @@ def remap(
             return out.astype(np.float16)
         return _nearest_numpy(image, mx, my, border, fill)
     if image.dtype == np.float16:
-        out = remap(image.astype(np.float32), mx, my, interpolation, border, fill)
+        out = _remap(image.astype(np.float32), mx, my, interpolation, border, fill)
         return out.astype(np.float16)
     if image.dtype.type not in _INTERPOLATED_DTYPES:
         raise TypeError(
@@ -204,19 +212,28 @@ def remap(
     return out
 
 
-def _mask_items(masks: Any) -> list[tuple[str, np.ndarray]]:
-    if isinstance(masks, Mapping):
-        items = [(f"mask {key!r}", value) for key, value in masks.items()]
-    elif isinstance(masks, list | tuple):
-        items = [(f"mask #{i}", value) for i, value in enumerate(masks)]
+def _mask_arrays(masks: Any) -> list[np.ndarray]:
+    """The masks' arrays in order (dict values or list items), checked to be arrays."""
+    if isinstance(masks, list | tuple):
+        arrays = list(masks)
+    elif isinstance(masks, Mapping):
+        arrays = list(masks.values())
     else:
         raise TypeError(
             f"masks must be None, a dict of arrays or a list of arrays, not {type(masks).__name__}."
         )
-    for label, value in items:
+    for i, value in enumerate(arrays):
         if not isinstance(value, np.ndarray):
+            label = _mask_label(masks, i)
             raise TypeError(f"{label} must be a numpy array, not {type(value).__name__}.")
-    return items
+    return arrays
+
+
+def _mask_label(masks: Any, index: int) -> str:
+    """How to name mask ``index`` in a message: its key, or its position."""
+    if isinstance(masks, Mapping):
+        return f"mask {list(masks)[index]!r}"
+    return f"mask #{index}"
 
 
 def _warp_masks(
@@ -229,15 +246,15 @@ def _warp_masks(
         if array.ndim == 2 and array.dtype.type in _NEAREST_DTYPES:
             groups.setdefault(array.dtype, []).append(i)
         else:
-            out[i] = remap(array, mx, my, "nearest", border, 0)
+            out[i] = _remap(array, mx, my, "nearest", border, 0.0)
     for indices in groups.values():
         for group in _channel_groups(len(indices)):
             chunk = indices[group]
             if len(chunk) == 1:
-                out[chunk[0]] = remap(arrays[chunk[0]], mx, my, "nearest", border, 0)
+                out[chunk[0]] = _remap(arrays[chunk[0]], mx, my, "nearest", border, 0.0)
                 continue
             stacked = np.stack([arrays[i] for i in chunk], axis=2)
-            warped = remap(stacked, mx, my, "nearest", border, 0)
+            warped = _remap(stacked, mx, my, "nearest", border, 0.0)
             for j, i in enumerate(chunk):
                 out[i] = warped[..., j]
     return [array for array in out if array is not None]
@@ -276,14 +293,15 @@ def warp(
     warped = remap(image, mx, my, interpolation, border, fill)
     if masks is None:
         return warped, masks
-    items = _mask_items(masks)
-    for label, value in items:
+    arrays = _mask_arrays(masks)
+    for i, value in enumerate(arrays):
         if value.shape[:2] != image.shape[:2] or value.ndim not in (2, 3):
             raise InputError(
-                f"{label} has shape {value.shape} but the image is {image.shape[:2]}.",
+                f"{_mask_label(masks, i)} has shape {value.shape} but the image is "
+                f"{image.shape[:2]}.",
                 hint="give masks of the image's height and width, (H, W) or (H, W, K).",
             )
-    arrays = _warp_masks([value for _, value in items], mx, my, border)
-    if isinstance(masks, Mapping):
-        return warped, dict(zip(masks.keys(), arrays, strict=True))
-    return warped, tuple(arrays) if isinstance(masks, tuple) else arrays
+    arrays = _warp_masks(arrays, mx, my, border)
+    if isinstance(masks, list | tuple):
+        return warped, tuple(arrays) if isinstance(masks, tuple) else arrays
+    return warped, dict(zip(masks.keys(), arrays, strict=True))  # type: ignore[union-attr]
