@@ -47,7 +47,8 @@ LABELS = ["left_lung", "right_lung"]
 def parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--threads", type=int, default=2, help="CPU threads (torch, ORT, cv2)")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="CPU threads of torch, ORT and cv2 (CPU mode only)")  # fmt: skip
     parser.add_argument("--image-size", type=int, default=512, help="side of the input images")
     parser.add_argument("--input-size", type=int, default=None,
                         help="network input side (default: what cxrseg train picks)")  # fmt: skip
@@ -141,9 +142,10 @@ def main() -> None:
     from cxrseg.phantom import make_phantom
     from cxrseg.training.checkpoint import load_checkpoint
 
-    torch.set_num_threads(args.threads)
-    cv2.setNumThreads(args.threads)
     cuda = args.device == "cuda"
+    if not cuda:  # on a GPU machine the CPU work around the network keeps every core
+        torch.set_num_threads(args.threads)
+        cv2.setNumThreads(args.threads)
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     load_before = uptime()
     distinct = [make_phantom(i, args.image_size).image for i in range(min(args.images, 16))]
