@@ -114,11 +114,10 @@ def mesh_patches(height: int, width: int, mesh: MeshSpec) -> Patches:
     displacement is 0 on the image border and is continued as 0 beyond it.
     """
     grid_width, grid_height, d = mesh
-    frame = _mesh_frame(height, width, grid_width, grid_height)
-    coef = frame.coef.copy()
-    displacements = np.ascontiguousarray(d, dtype=np.float64)
-    _add_displacements(coef, displacements, frame.bounds_x, frame.bounds_y)
-    return frame._replace(coef=coef)
+    ex, ey, origin_x, origin_y, coef = _mesh_frame(height, width, grid_width, grid_height)
+    coef = coef.copy()
+    _add_displacements(coef, np.ascontiguousarray(d, dtype=np.float64), ex, ey)
+    return Patches(ex, ey, origin_x, origin_y, coef)
 
 
 def _then(matrix: np.ndarray, patches: Patches) -> Patches:
