@@ -183,21 +183,25 @@ def _jit(function: Any) -> Any:
 
 
 @_jit
-def _cell(bounds, value):
-    """Index of the cell holding ``value``: the number of boundaries at or below it."""
-    i = 0
+def _cell(bounds, value, start):
+    """Index of the cell holding ``value`` (the number of boundaries at or below it), searched
+    from cell ``start``: from a neighbouring cell that is a step or two."""
+    i = start
     while i < bounds.size and value >= bounds[i]:
         i += 1
+    while i > 0 and value < bounds[i - 1]:
+        i -= 1
     return i
 
 
 @_jit
-def _run_end(end, x, bound, a, b):
+def _run_end(end, x, bound, a, b, inv_b):
     """First pixel after ``x`` (at most ``end``) where ``a + b * pixel`` passes ``bound``.
 
     Rising (``b > 0``): the first pixel at or above ``bound``; falling: the first below it.
+    ``inv_b`` is ``1 / b``.
     """
-    where = (bound - a) / b
+    where = (bound - a) * inv_b
     cross = np.ceil(where) if b > 0.0 else np.floor(where) + 1.0
     if not cross > x:  # rounding right at the boundary (or NaN): both cells agree there
         cross = x + 1.0
@@ -237,9 +241,10 @@ def _grid_kernel(out_x, out_y, lbx, lby, lox, loy, lco, bx, by, ox, oy, co):  # 
     """
     height, width = out_x.shape
     ramp = np.arange(width + 1).astype(np.float32)
+    i = j = 0  # the first op's cell, carried from run to run (the next one is close by)
     for y in range(height):
         w = y + 0.5
-        jl = _cell(lby, w)
+        jl = _cell(lby, w, 0)
         t = w - loy[jl]
         row_x = out_x[y]
         row_y = out_y[y]
@@ -254,22 +259,24 @@ def _grid_kernel(out_x, out_y, lbx, lby, lox, loy, lco, bx, by, ox, oy, co):  # 
             by_ = c[1, 1] + c[1, 3] * t
             ax_ = c[0, 0] + c[0, 2] * t + bx_ * (0.5 - lox[il]) + 0.5
             ay_ = c[1, 0] + c[1, 2] * t + by_ * (0.5 - lox[il]) + 0.5
+            inv_bx = 1.0 / bx_ if bx_ != 0.0 else 0.0
+            inv_by = 1.0 / by_ if by_ != 0.0 else 0.0
             x = x0
             while x < x1:
                 u = ax_ + bx_ * x
                 v = ay_ + by_ * x
-                i = _cell(bx, u)
-                j = _cell(by, v)
+                i = _cell(bx, u, i)
+                j = _cell(by, v, j)
                 # The run ends where that position leaves the first op's cell (j, i).
                 end = x1
                 if bx_ > 0.0 and i < bx.size:
-                    end = _run_end(end, x, bx[i], ax_, bx_)
+                    end = _run_end(end, x, bx[i], ax_, bx_, inv_bx)
                 elif bx_ < 0.0 and i > 0:
-                    end = _run_end(end, x, bx[i - 1], ax_, bx_)
+                    end = _run_end(end, x, bx[i - 1], ax_, bx_, inv_bx)
                 if by_ > 0.0 and j < by.size:
-                    end = _run_end(end, x, by[j], ay_, by_)
+                    end = _run_end(end, x, by[j], ay_, by_, inv_by)
                 elif by_ < 0.0 and j > 0:
-                    end = _run_end(end, x, by[j - 1], ay_, by_)
+                    end = _run_end(end, x, by[j - 1], ay_, by_, inv_by)
                 # The first op in that cell, as a quadratic in k = pixel - x.
                 s0 = u - ox[i]
                 t0 = v - oy[j]
@@ -294,11 +301,12 @@ def _grid_kernel(out_x, out_y, lbx, lby, lox, loy, lco, bx, by, ox, oy, co):  # 
 @_jit
 def _points_kernel(px, py, bx, by, ox, oy, co):
     """Replace the positions ``(px, py)`` (1-D float32, in place) by the patches' map there."""
+    i = j = 0  # neighbouring positions are usually in the same cell: start there
     for n in range(px.size):
         u = px[n] + 0.5
         v = py[n] + 0.5
-        i = _cell(bx, u)
-        j = _cell(by, v)
+        i = _cell(bx, u, i)
+        j = _cell(by, v, j)
         s = u - ox[i]
         t = v - oy[j]
         d = co[j, i]
