@@ -5,7 +5,7 @@
     config.yaml     the resolved config (defaults picked from the data filled in)
     splits.json     train/val/test case ids (reused by --resume, or given with --splits)
     metrics.csv     one row per epoch; curves.png draws it
-    train.log       one line per epoch and the warnings of the run
+    train.log       the picked defaults, one JSON line per epoch, why the run stopped
     best/           model.safetensors + model.json of the best validation Dice, with the
                     post-processing chosen on the validation set at the end
     last/           the same for the last epoch, plus resume.safetensors + resume.json
