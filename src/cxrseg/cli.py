@@ -671,11 +671,11 @@ def demo_command(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
-    """Run the whole pipeline on synthetic radiographs and print where the report is.
+    """Run the whole pipeline on synthetic radiographs; print where the report is.
 
-    Writes phantoms, augments the training ones (Augmentor's random and Gaussian mesh
-    distortions), trains a small U-Net, predicts held-out phantoms with the post-processing
-    chosen on validation, and evaluates them (report.html). A few minutes on 2 CPU cores.
+    Writes phantoms, distorts the training ones (Augmentor's mesh distortions),
+    trains a small U-Net, predicts held-out phantoms with the post-processing
+    chosen on validation and evaluates them. A few minutes on 2 CPU cores.
     """
     from rich.markup import escape
     from rich.table import Table
