@@ -487,6 +487,16 @@ def test_atomic_write_temp_is_hidden_sibling_with_same_suffix(tmp_path: Path) ->
     assert [p.name for p in target.parent.iterdir()] == ["x.png"]
 
 
+def test_atomic_write_gives_the_umask_permissions_not_the_writers(tmp_path: Path) -> None:
+    # safetensors and tempfile create 0600 files; outputs must be readable like any other file
+    from cxrseg.io import writing
+
+    with atomic_write(tmp_path / "w.bin") as tmp:
+        tmp.touch(mode=0o600)
+
+    assert (tmp_path / "w.bin").stat().st_mode & 0o777 == 0o666 & ~writing._umask()
+
+
 def test_atomic_write_disk_full_becomes_input_error(tmp_path: Path) -> None:
     target = tmp_path / "full.png"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import secrets
 from collections.abc import Iterator
@@ -89,6 +90,8 @@ def atomic_write(path: str | Path) -> Iterator[Path]:
     The temporary file is ``.<name>.tmp-<random><suffix>`` in the target folder (so encoders that
     look at the suffix work, and the rename stays on one file system). On any exception it is
     removed and an existing ``path`` is left untouched. The parent folder is created if missing.
+    The file gets the permissions of a file made with ``open()`` (0666 less the umask), whatever
+    the writer used for the temporary file.
 
     Raises:
         InputError: The folder cannot be created or written (no permission, read-only file system,
@@ -116,6 +119,7 @@ def atomic_write(path: str | Path) -> Iterator[Path]:
             os.fsync(fd)
         finally:
             os.close(fd)
+        os.chmod(tmp, 0o666 & ~_umask())  # writers that use mkstemp leave 0600
         os.replace(tmp, path)
     except BaseException as exc:
         with suppress(OSError):
@@ -124,6 +128,14 @@ def atomic_write(path: str | Path) -> Iterator[Path]:
             raise _write_error(exc, parent) from exc
         raise
     _fsync_dir(parent)
+
+
+@functools.cache
+def _umask() -> int:
+    """The process umask (read once: setting it to read it is not thread-safe)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}
