@@ -177,9 +177,12 @@ def test_cuda_requested_without_a_gpu_is_refused(phantoms: Path, tmp_path: Path)
     assert not (tmp_path / "run").exists()
 
 
-def test_given_splits_file_is_reused(finished_run: Path, phantoms: Path, tmp_path: Path) -> None:
+def test_given_splits_file_is_reused_without_a_warning(
+    finished_run: Path, phantoms: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     train(phantoms, tmp_path / "again", tiny_config(epochs=1, seed=5),
           splits=finished_run / "splits.json")  # fmt: skip
     first = json.loads((finished_run / "splits.json").read_text())
     again = json.loads((tmp_path / "again" / "splits.json").read_text())
     assert again["folds"] == first["folds"] and again["seed"] != 5
+    assert "reusing saved splits" not in caplog.text  # the given file is the record, not a clash

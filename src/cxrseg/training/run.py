@@ -118,7 +118,8 @@ def train(
         config: Options; ``None`` uses the defaults (or, with ``resume``, the saved ones).
         overrides: Options given on the command line, applied on top of ``config``.
         resume: Continue the run in ``out`` from its last finished epoch.
-        init: Checkpoint whose weights start the training (fine-tuning).
+        init: Checkpoint whose weights start the training (fine-tuning), or the name of a
+            shipped model (``"lungs"``, see :mod:`cxrseg.pretrained`).
         splits: A ``splits.json`` to reuse instead of making new splits.
         on_event: Receives progress dicts (``"event"``: ``start``, ``loading``, ``step``,
             ``epoch``, ``end``) on the main process.
@@ -163,6 +164,26 @@ def _remove_unstarted_run(out: Path, fresh: bool) -> None:
 # --- configuration and run folder ---------------------------------------------------------
 
 
+def _split_options(path: Path, config: TrainConfig) -> dict[str, Any]:
+    """Seed and fractions of the run's splits: the file's own once it exists.
+
+    A run folder's ``splits.json`` (given with ``--splits``, or made at the start of a run now
+    resumed) is the record, so it is not reported as differing from the config's fractions.
+    """
+    options = {
+        "seed": config.seed,
+        "val_fraction": config.val_fraction,
+        "test_fraction": config.test_fraction,
+    }
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        recorded = {key: saved[key] for key in options}
+        folds = saved.get("k")
+    except (OSError, ValueError, KeyError, TypeError):
+        return options  # none yet, or unreadable: load_or_create_splits says what is wrong
+    return {**recorded, "folds": folds} if folds else recorded
+
+
 def _split(
     dataset: Any, out: Path, config: TrainConfig, given: str | Path | None, dist: DistInfo
 ) -> tuple[list[Any], list[Any], list[Any]]:
@@ -182,11 +203,7 @@ def _split(
         if (turn == 0) == dist.is_main:
             try:
                 result = load_or_create_splits(
-                    path,
-                    dataset.case_ids,
-                    seed=config.seed,
-                    val_fraction=config.val_fraction,
-                    test_fraction=config.test_fraction,
+                    path, dataset.case_ids, **_split_options(path, config)
                 )
             except InputError:
                 raise
@@ -255,7 +272,9 @@ def _run(
 
     core = create_model(config.model, in_channels=1, num_classes=num_classes, **config.model_kwargs)
     if init is not None and not resume:
-        load_init(core, Path(init), structures, mode)
+        from cxrseg.pretrained import resolve
+
+        load_init(core, resolve(init), structures, mode)
     core.to(device)
     if config.channels_last:
         core.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
