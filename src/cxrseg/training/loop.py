@@ -191,8 +191,7 @@ def _prepare(
     inputs = normalize_batch(images.float(), settings.normalization)
     if settings.channels_last:
         inputs = inputs.contiguous(memory_format=torch.channels_last)
-    # masks_to_target works on NumPy arrays: CPU tensors are viewed, not copied.
-    target = masks_to_target(masks.cpu().numpy(), settings.mode).to(settings.device)
+    target = masks_to_target(masks, settings.mode)  # on the device: no copy back to the host
     return inputs, masks, target
 
 
@@ -258,15 +257,16 @@ def train_one_epoch(
         with settings.autocast():
             output = model(inputs)
         loss = _loss_of(loss_fn, output, target)
+        value = loss.item()  # the step's one wait for the device
         step_stats = torch.tensor(
-            [loss.item() * len(inputs), len(inputs), 0.0 if torch.isfinite(loss) else 1.0],
+            [value * len(inputs), len(inputs), 0.0 if math.isfinite(value) else 1.0],
             dtype=torch.float64,
         )
         if dist.enabled:  # every process must learn that one of them diverged
             all_reduce_sum(step_stats, dist)
         if step_stats[2] > 0:
             raise TrainingStopped(
-                f"the training loss became {loss.item()} at epoch {epoch}, step {step}; "
+                f"the training loss became {value} at epoch {epoch}, step {step}; "
                 "training stopped and the last good checkpoint was kept. Fix: lower the "
                 f"learning rate (e.g. --lr {optimizer.param_groups[0]['lr'] / 3:.2g}), or "
                 "check the images for NaN values."
