@@ -22,6 +22,10 @@ CPU (the target is <= 100 ms per 512 x 512 image on 2 cores)::
 
     .venv/bin/python benchmarks/bench_predict.py --threads 2
 
+A trained checkpoint or the shipped lung model instead of the default recipe's network::
+
+    .venv/bin/python benchmarks/bench_predict.py --threads 2 --model lungs
+
 GPU (network throughput, images/s, of the PyTorch backend; bfloat16 autocast)::
 
     python benchmarks/bench_predict.py --device cuda --batch-size 64 --images 512
@@ -58,6 +62,9 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=4, help="images per network call")
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds (median kept)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the GPU network")
+    parser.add_argument("--model", default=None,
+                        help="time this checkpoint or shipped model (e.g. lungs) instead of "
+                        "the default recipe's network")  # fmt: skip
     return parser.parse_args()
 
 
@@ -85,6 +92,17 @@ def default_recipe(folder: Path, args: argparse.Namespace) -> tuple[dict[str, An
     write_image(image, make_phantom(0, args.image_size).image)
     size, reason = pick_size([Case("probe", image, {})])
     return kwargs, size, f"cxrseg train's default: {reason}"
+
+
+def given_model(name: str) -> tuple[Path, int, str]:
+    """The checkpoint folder and input size of ``--model`` (a path or a shipped model's name)."""
+    from cxrseg.inference.model_file import locate_model
+    from cxrseg.pretrained import resolve
+
+    model = locate_model(resolve(name))
+    if model.kind != "checkpoint":
+        raise SystemExit(f"--model {name}: give a checkpoint (an .onnx file cannot be refolded)")
+    return model.path.parent, int(model.metadata["input_size"]), f"--model {name}"
 
 
 def save_model(folder: Path, kwargs: dict[str, Any], size: int) -> Path:
@@ -152,9 +170,14 @@ def main() -> None:
     images = [distinct[i % len(distinct)] for i in range(args.images)]
 
     with tempfile.TemporaryDirectory() as tmp:
-        kwargs, size, why = default_recipe(Path(tmp), args)
-        checkpoint = save_model(Path(tmp), kwargs, size)
-        network, _ = load_checkpoint(checkpoint)
+        if args.model:
+            checkpoint, size, why = given_model(args.model)
+            kwargs = {}
+        else:
+            kwargs, size, why = default_recipe(Path(tmp), args)
+            checkpoint = save_model(Path(tmp), kwargs, size)
+        network, meta = load_checkpoint(checkpoint)
+        kwargs = kwargs or dict(meta["model"]["kwargs"])
         params = count_parameters(network)
         options = {"batch_size": args.batch_size}
         predictors: dict[str, Any] = {}
