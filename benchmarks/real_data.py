@@ -2,7 +2,7 @@
 
 Not a test. For each training set (``montgomery``, ``shenzhen``, ``both``) the script trains
 the default ``cxrseg train`` recipe (:class:`cxrseg.training.TrainConfig` defaults: U-Net depth
-5, base 16, Dice + CE, AdamW with a cosine schedule, the default augmentation) at 256 px
+5, base 12, Dice + CE, AdamW with a cosine schedule, the default augmentation) at 256 px
 (``--mode cpu``) or 512 px (``--mode gpu``), predicts the held-out test cases of each set it
 trained on with the post-processing chosen on validation, evaluates them with
 :func:`cxrseg.evaluation.evaluate`, and prints one row per (training set, test set) beside the
