@@ -13,7 +13,8 @@ except the errors and ``__version__`` is looked up in its submodule on first use
 The full API lives in the submodules: :mod:`cxrseg.io`, :mod:`cxrseg.data`,
 :mod:`cxrseg.phantom`, :mod:`cxrseg.augment`, :mod:`cxrseg.models`, :mod:`cxrseg.training`,
 :mod:`cxrseg.inference`, :mod:`cxrseg.postprocess`, :mod:`cxrseg.metrics`,
-:mod:`cxrseg.evaluation` and :mod:`cxrseg.export`.
+:mod:`cxrseg.evaluation`, :mod:`cxrseg.export` and :mod:`cxrseg.pretrained` (the shipped
+lung model).
 """
 
 from __future__ import annotations

@@ -13,13 +13,24 @@ from cxrseg.errors import CxrsegError
 
 @app.command("predict")
 def predict_command(
-    model: Annotated[
-        Path, typer.Argument(help="Run folder, checkpoint (folder or .json) or exported .onnx.")
+    paths: Annotated[
+        list[str],
+        typer.Argument(
+            help="MODEL (run folder, checkpoint, exported .onnx, or a shipped model: lungs) "
+            "then the inputs (image files, folders or glob patterns); with --model, inputs "
+            "only.",
+            metavar="[MODEL] INPUT...",
+        ),
     ],
-    inputs: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.")],
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Output folder: masks/<structure>/<id>.png, ...")
     ],
+    shipped: Annotated[
+        str | None,
+        typer.Option(
+            "--model", "-m", help="A model shipped with cxrseg (see `cxrseg models`): lungs."
+        ),
+    ] = None,
     label_map: Annotated[
         bool, typer.Option("--label-map", help="Write labels/<id>.png (0..K) instead of masks/.")
     ] = False,
@@ -47,13 +58,18 @@ def predict_command(
     batch_size: Annotated[int, typer.Option("--batch-size", help="Images per network call.")] = 4,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Segment radiographs; masks keep each image's original size. Exit 1 if any input failed."""
+    """Segment radiographs; masks keep each image's original size. Exit 1 if any input failed.
+
+    `cxrseg predict RUN xrays/ --out pred` uses a model you trained; `cxrseg predict --model
+    lungs xrays/ --out pred` uses the lung model shipped with cxrseg (no training, no download).
+    """
     from rich.markup import escape
 
     from cxrseg.inference import Predictor, predict_paths
 
     flips = [name for name, on in (("hflip", tta), ("vflip", tta_vflip)) if on]
     try:
+        model, inputs = _model_and_inputs(paths, shipped)
         predictor = Predictor.from_checkpoint(
             model, device=device, tta=flips, runtime=runtime, postprocess=postprocess,
             batch_size=batch_size,
@@ -77,6 +93,25 @@ def predict_command(
         for path, message in summary.failed:
             err_console.print(f"  {escape(str(path))}: {escape(message)}", markup=True)
         raise typer.Exit(1)
+
+
+def _model_and_inputs(paths: list[str], shipped: str | None) -> tuple[Path, list[str]]:
+    """Split the positional arguments into the model and the inputs."""
+    if shipped is not None:
+        from cxrseg.pretrained import model_path
+
+        return model_path(shipped), paths
+    if len(paths) < 2:
+        from cxrseg.errors import InputError
+
+        raise InputError(
+            "give a model and at least one input",
+            hint="cxrseg predict MODEL INPUT... --out DIR, or cxrseg predict --model lungs "
+            "INPUT... --out DIR for the lung model shipped with cxrseg",
+        )
+    from cxrseg.pretrained import resolve
+
+    return resolve(paths[0]), paths[1:]  # a shipped model's name works as MODEL too
 
 
 @app.command("export")
@@ -113,3 +148,42 @@ def export_command(
     console.print(f"Metadata: {escape(str(sidecar))}")
     if format == "onnx":
         console.print(f"Next: cxrseg predict {escape(str(written))} IMAGES... --out DIR")
+
+
+@app.command("models")
+def models_command(
+    name: Annotated[
+        str | None, typer.Argument(help="Show this model's card (default: list them all).")
+    ] = None,
+) -> None:
+    """List the models shipped with cxrseg, or print one model's card."""
+    from rich.markdown import Markdown
+    from rich.markup import escape
+    from rich.table import Table
+
+    from cxrseg.pretrained import available, describe
+
+    try:
+        if name is not None:
+            info = describe(name)
+            console.print(Markdown(Path(info["card"]).read_text(encoding="utf-8")))
+            return
+        table = Table(title="Models shipped with cxrseg (cxrseg predict --model NAME ...)")
+        for column in ("name", "structures", "input", "parameters", "MB", "held-out Dice"):
+            table.add_column(column)
+        licences = []
+        for model in available():
+            info = describe(model)
+            scores = ", ".join(f"{row['test']} {row['dice_mean']:.3f}" for row in info["results"])
+            table.add_row(
+                model, ", ".join(info["structures"]), f"{info['input_size']} px",
+                f"{info['parameters'] / 1e6:.2f} M", f"{info['weights_mb']:.1f}",
+                scores or "-",
+            )  # fmt: skip
+            licences.append(f"{model}: {info['summary']}; licence {info['license']}")
+    except CxrsegError as exc:
+        raise fail(escape(str(exc))) from exc
+    console.print(table)
+    for line in licences:
+        console.print(escape(line))
+    console.print("The card of a model (data, figures, intended use): cxrseg models NAME")

@@ -38,7 +38,8 @@ def train_command(
         bool, typer.Option("--resume", help="Continue the run in --out from its last epoch.")
     ] = False,
     init: Annotated[
-        Path | None, typer.Option("--init", help="Start from this checkpoint (fine-tuning).")
+        Path | None,
+        typer.Option("--init", help="Fine-tune from this checkpoint or shipped model (lungs)."),
     ] = None,
     splits: Annotated[Path | None, typer.Option("--splits", help="Reuse this splits.json.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,

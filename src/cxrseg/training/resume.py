@@ -160,9 +160,15 @@ def restore(
 
 
 def load_init(model: nn.Module, path: Path, structures: list[str], mode: str) -> None:
-    """Start from a checkpoint's weights; its labels and mode must match the data's."""
+    """Start from a checkpoint's weights; its labels and mode must match the data's.
+
+    A single unnamed structure (``foreground``: masks with no ``dataset.json``) matches any
+    single structure, so a folder of plain lung masks fine-tunes the shipped ``lungs`` model.
+    """
     source, meta = load_checkpoint(path)
-    if list(meta.get("labels", [])) != structures or meta.get("mode") != mode:
+    labels = list(meta.get("labels", []))
+    single = len(labels) == len(structures) == 1 and "foreground" in (*labels, *structures)
+    if (labels != structures and not single) or meta.get("mode") != mode:
         raise InputError(
             f"the checkpoint was trained for structures {meta.get('labels')} ({meta.get('mode')})"
             f" but the data has {structures} ({mode}).",
