@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from cxrseg.cli._app import app, console, err_console, fail, progress_bar
-from cxrseg.errors import CxrsegError
+from cxrseg.errors import CxrsegError, InputError
 
 
 @app.command("predict")
@@ -102,8 +102,6 @@ def _model_and_inputs(paths: list[str], shipped: str | None) -> tuple[Path, list
 
         return model_path(shipped), paths
     if len(paths) < 2:
-        from cxrseg.errors import InputError
-
         raise InputError(
             "give a model and at least one input",
             hint="cxrseg predict MODEL INPUT... --out DIR, or cxrseg predict --model lungs "
