@@ -31,7 +31,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "normalization": ("zscore", "unit"),
     "loss": ("dice_ce", "ce", "dice"),
     "optimizer": ("adamw", "sgd"),
-    "schedule": ("cosine", "poly", "constant"),
+    "schedule": ("plateau", "cosine", "poly", "constant"),
     "augment_on": ("auto", "cpu", "device"),
     "device": ("auto", "cpu", "cuda"),
 }
@@ -86,22 +86,30 @@ class TrainConfig:
         mode: ``"softmax"`` (exclusive structures, background is class 0) or ``"sigmoid"``
             (overlapping structures); ``None`` picks from the masks.
         class_weights: Optional loss weight per model output channel.
-        epochs: Total epochs; the learning-rate schedule spans exactly these.
+        epochs: The most epochs the run may train (a generous cap: the default run stops when
+            the validation Dice stops improving, see ``patience``).
         batch_size: Images per step on each process; ``None`` picks from free memory.
         lr: Peak learning rate reached at the end of the warm-up.
         optimizer: ``"adamw"`` or ``"sgd"`` (Nesterov, with ``momentum``).
         weight_decay: Decoupled weight decay (AdamW) or L2 (SGD).
         momentum: SGD momentum.
-        schedule: ``"cosine"``, ``"poly"`` (power 0.9) or ``"constant"`` after the warm-up.
+        schedule: After the warm-up, ``"plateau"`` (default) holds the peak learning rate
+            until the run is ending, then anneals it (a cosine over a fifth of the epochs
+            trained); ``"cosine"`` or ``"poly"`` (power 0.9) decay over ``epochs`` (or the
+            epochs that fit the time budget); ``"constant"`` never decays. See
+            :mod:`cxrseg.training.schedule`.
         warmup_epochs: Linear warm-up length in epochs (may be fractional).
         min_lr_ratio: Final learning rate as a fraction of ``lr``.
         grad_clip: Maximum gradient norm; ``None`` or 0 turns clipping off.
         amp: Mixed precision (bfloat16/float16 autocast) on CUDA; ignored on CPU.
         channels_last: Use the channels-last memory format for the model and batches.
         compile: Wrap the model in ``torch.compile``.
-        patience: Stop after this many epochs without a better validation Dice; 0 turns
-            early stopping off.
-        min_delta: Improvement in mean validation Dice that counts as better.
+        patience: Epochs without an improvement of the smoothed validation Dice after which
+            the run cools down and stops; ``None`` fits it to the data size (about 1,000
+            optimisation steps, 8 to 30 epochs); 0 trains for ``epochs``.
+        min_delta: Improvement in smoothed mean validation Dice that counts as better.
+        time_budget: Wall-clock seconds for the whole run (``"20m"``, ``"1h30m"``, ``"90s"``
+            are read too); the last epoch is fitted to it from the measured epoch time.
         augmentation: A :meth:`cxrseg.augment.Pipeline.to_dict` description; ``None`` uses
             the default recipe, ``{}`` or ``{"steps": []}`` trains without augmentation.
         augment_on: ``"cpu"`` augments each sample in the data loader, ``"device"`` augments
@@ -124,21 +132,22 @@ class TrainConfig:
     loss: str = "dice_ce"
     mode: str | None = None
     class_weights: list[float] | None = None
-    epochs: int = 30
+    epochs: int = 300
     batch_size: int | None = None
     lr: float = 2e-3
     optimizer: str = "adamw"
     weight_decay: float = 1e-4
     momentum: float = 0.9
-    schedule: str = "cosine"
+    schedule: str = "plateau"
     warmup_epochs: float = 1.0
     min_lr_ratio: float = 0.01
     grad_clip: float | None = 1.0
     amp: bool = True
     channels_last: bool = True
     compile: bool = False
-    patience: int = 10
+    patience: int | None = None
     min_delta: float = 1e-4
+    time_budget: float | None = None
     augmentation: dict[str, Any] | None = None
     augment_on: str = "auto"
     seed: int = 0
@@ -189,8 +198,10 @@ class TrainConfig:
             )
         if self.grad_clip is not None and self.grad_clip < 0:
             raise InputError(f"grad_clip={self.grad_clip} must be >= 0 (0 or null: off).")
-        if self.patience < 0:
+        if self.patience is not None and self.patience < 0:
             raise InputError(f"patience={self.patience} must be >= 0 (0: no early stopping).")
+        if self.time_budget is not None:
+            self.time_budget = _duration(self.time_budget)
         if not isinstance(self.model_kwargs, dict):
             raise InputError(f"model_kwargs={self.model_kwargs!r} must be a mapping.")
 
@@ -272,6 +283,15 @@ def config_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
         if old.get(key) != new.get(key):
             lines.append(f"{key}: {old.get(key)!r} -> {new.get(key)!r}")
     return lines
+
+
+def _duration(value: Any) -> float:
+    from cxrseg.training.duration import parse_duration
+
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise InputError(f"time_budget: {exc}", hint="e.g. --time-budget 20m") from exc
 
 
 def _positive_int(config: TrainConfig, name: str, allow_none: bool = False) -> None:
