@@ -19,8 +19,8 @@ structures and sizes agree (every mismatch is listed by name), computes
 
 Predictions are read from ``PRED/masks/<structure>/<id>.png`` (what ``cxrseg predict`` writes)
 or the other folders :mod:`cxrseg.pairing` lists; predicted structures are paired with reference
-ones by :mod:`cxrseg.structure_map` (``lungs`` is ``left_lung`` + ``right_lung``). Pixel spacing comes from each reference
-image's header (:func:`cxrseg.io.read_image_info`).
+ones by :mod:`cxrseg.structure_map` (``lungs`` is ``left_lung`` + ``right_lung``). Pixel
+spacing comes from each reference image's header (:func:`cxrseg.io.read_image_info`).
 """
 
 from __future__ import annotations
