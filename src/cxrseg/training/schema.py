@@ -108,7 +108,7 @@ def _one_message(schema: type[BaseModel], error: Any) -> tuple[str, str]:
         expected = (error.get("ctx") or {}).get("expected")
         return f"{name}={value!r} is not one of {expected}.", f"set {name} to one of them."
     if kind == "too_short":
-        return f"{name}={value!r} must not be empty.", f"give at least one value, or leave {name} out."
+        return f"{name}={value!r} must not be empty.", f"give values, or leave {name} out."
     if kind == "bool_type":
         return f"{name}={value!r} must be true or false.", f"write {name}: false or true, unquoted."
     bounds = describe_bounds(schema, top) if len(loc) == 1 else ""
