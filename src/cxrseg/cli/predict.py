@@ -183,7 +183,8 @@ def models_command(
                 f"{info['parameters'] / 1e6:.2f} M", f"{info['weights_mb']:.1f}",
                 scores or "-",
             )  # fmt: skip
-            licences.append(f"{model}: {info['summary']}; licence {info['license']}")
+            licences.append(f"{model}: {info['summary']}; weights licensed {info['license']} "
+                            f"({info['license_file']})")  # fmt: skip
     except CxrsegError as exc:
         raise fail(escape(str(exc))) from exc
     console.print(table)
