@@ -26,7 +26,16 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("leaves", ("cxrseg.versions", "cxrseg.metrics", "cxrseg.postprocess")),
     ("io", ("cxrseg.io",)),
     # datasets on disk: discovery, validation, splits; prediction/reference pairing; phantoms
-    ("data", ("cxrseg.data", "cxrseg.pairing", "cxrseg.phantom", "cxrseg.report.contact_sheet")),
+    (
+        "data",
+        (
+            "cxrseg.data",
+            "cxrseg.pairing",
+            "cxrseg.structure_map",
+            "cxrseg.phantom",
+            "cxrseg.report.contact_sheet",
+        ),
+    ),
     # augment proper: geometry, resampling, transforms, Pipeline (no files)
     ("augment", ("cxrseg.augment",)),
     # the offline job that reads a dataset and writes augmented samples
