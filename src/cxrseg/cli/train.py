@@ -55,6 +55,7 @@ def train_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Train a U-Net until it stops improving; writes checkpoints and curves into --out."""
+    # lazy: start-up time
     from rich.markup import escape
 
     from cxrseg.training.config import TrainConfig
@@ -123,7 +124,7 @@ class _TrainProgress:
             err_console.print(f"post-processing chosen on validation: {steps}")
 
     def _banner(self, event: dict[str, Any]) -> None:
-        from cxrseg.training.duration import format_seconds
+        from cxrseg.training.duration import format_seconds  # lazy: start-up time
 
         config = event["config"]
         console.print(
@@ -148,6 +149,7 @@ class _TrainProgress:
     def _start_bar(self, event: dict[str, Any]) -> None:
         if not self.enabled:
             return
+        # lazy: start-up time
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.bar = Progress(TextColumn("{task.description}"), BarColumn(),

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from cxrseg.data import discover, load_or_create_splits
 from cxrseg.data.torch_dataset import (
     CachedCases,
     EpochSampler,
@@ -29,6 +30,9 @@ from cxrseg.data.torch_dataset import (
     cache_cases,
 )
 from cxrseg.errors import InputError
+from cxrseg.io import atomic_write
+from cxrseg.losses import SegmentationLoss
+from cxrseg.models import count_parameters, create_model
 from cxrseg.training import defaults
 from cxrseg.training.config import TrainConfig
 from cxrseg.training.distributed import DistInfo, barrier
@@ -70,15 +74,11 @@ def _split(
     dataset: Any, out: Path, config: TrainConfig, given: str | Path | None, dist: DistInfo
 ) -> tuple[list[Any], list[Any], list[Any]]:
     """Train/val/test cases from the run's ``splits.json`` (made once, by rank 0)."""
-    from cxrseg.data import load_or_create_splits
-
     path = out / "splits.json"
     if given is not None and dist.is_main and not path.exists():
         given = Path(given)
         if not given.is_file():
             raise InputError("splits file not found.", path=given, hint="check --splits.")
-        from cxrseg.io import atomic_write
-
         with atomic_write(path) as tmp:
             shutil.copyfile(given, tmp)
     for turn in (0, 1):  # rank 0 writes the file first, the others then read it
@@ -168,8 +168,6 @@ def load_data(
     emit: EventCallback,
 ) -> RunData:
     """Find and split the cases, pick the size, cache them, resolve the data-driven options."""
-    from cxrseg.data import discover
-
     dataset = discover(data)
     if not dataset.cases:
         raise InputError("no complete image/mask pairs found.", path=data,
@@ -188,6 +186,7 @@ def load_data(
     train_data = cache_cases(dataset, train_cases, config.size, config.resize, structures, loading)
     val_data = cache_cases(dataset, val_cases, config.size, config.resize, structures)
     config = defaults.resolve_config(config, train_data, device, reasons)
+    config.check_structures(structures)
     counts = {"train": len(train_cases), "val": len(val_cases), "test": len(test_cases)}
     return RunData(
         config, structures, data_identity(dataset), train_data, val_data, counts, reasons
@@ -218,8 +217,6 @@ def prepare(
     optimizer = build_optimizer(core, config)
     amp_dtype = defaults.amp_dtype(config, device)
     mode = str(config.mode)
-    from cxrseg.losses import SegmentationLoss
-
     loss_fn = SegmentationLoss(mode=mode, kind=config.loss, class_weights=config.class_weights)
     pipeline = build_pipeline(config.augmentation, config.seed)
     session = Session(
@@ -254,13 +251,11 @@ def _build_model(
     resume: bool,
 ) -> tuple[nn.Module, nn.Module]:
     """The network (``core``, whose weights are saved) and what trains it (DDP, compiled)."""
-    from cxrseg.models import create_model
-
     mode = str(config.mode)
     num_classes = len(structures) + (1 if mode == "softmax" else 0)
     core = create_model(config.model, in_channels=1, num_classes=num_classes, **config.model_kwargs)
     if init is not None and not resume:
-        from cxrseg.pretrained import resolve
+        from cxrseg.pretrained import resolve  # lazy: start-up time; pretrained sits above
 
         load_init(core, resolve(init), structures, mode)
     core.to(device)
@@ -326,8 +321,6 @@ def _base_meta(config: TrainConfig, data: RunData) -> dict[str, Any]:
 
 def _announce(session: Session, device: torch.device) -> None:
     """Write config.yaml, emit the start event, log the start line."""
-    from cxrseg.models import count_parameters
-
     config, data = session.config, session.data
     if session.dist.is_main:
         config.to_yaml(session.out / "config.yaml")
