@@ -26,8 +26,8 @@ from cxrseg._version import __version__
 from cxrseg.errors import CxrsegError, InputError
 
 if TYPE_CHECKING:
-    from cxrseg.augment.offline import augment_dataset
     from cxrseg.augment.pipeline import Pipeline
+    from cxrseg.augment_offline import augment_dataset
     from cxrseg.data import (
         Case,
         Dataset,
@@ -77,7 +77,7 @@ _LAZY: dict[str, str] = {
     "write_phantom_dataset": "cxrseg.phantom",
     # augmentation
     "Pipeline": "cxrseg.augment.pipeline",
-    "augment_dataset": "cxrseg.augment.offline",
+    "augment_dataset": "cxrseg.augment_offline",
     # models and training (torch)
     "UNet": "cxrseg.models",
     "create_model": "cxrseg.models",

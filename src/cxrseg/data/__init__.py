@@ -7,8 +7,8 @@
 * :func:`make_splits` / :func:`load_or_create_splits` give seeded train/val/test or k-fold
   splits, saved to ``splits.json`` and reused.
 
-The torch ``Dataset`` lives in :mod:`cxrseg.data.torch_dataset` (imported on demand, as it
-needs torch).
+The torch ``Dataset`` over loaded cases is training's input and lives in
+:mod:`cxrseg.training.dataset` (it needs torch and :mod:`cxrseg.augment`).
 """
 
 from __future__ import annotations
