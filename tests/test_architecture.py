@@ -22,8 +22,11 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "cxrseg"
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     # the exception types and the version string every layer may use
     ("base", ("cxrseg.errors", "cxrseg._version")),
-    # small NumPy/OpenCV leaves: version checks, metrics, mask post-processing
-    ("leaves", ("cxrseg.versions", "cxrseg.metrics", "cxrseg.postprocess")),
+    # small leaves: version checks, metrics, mask post-processing, the shipped models' catalogue
+    (
+        "leaves",
+        ("cxrseg.versions", "cxrseg.metrics", "cxrseg.postprocess", "cxrseg.catalogue"),
+    ),
     ("io", ("cxrseg.io",)),
     # datasets on disk: discovery, validation, splits; prediction/reference pairing; phantoms
     (
@@ -60,9 +63,6 @@ KNOWN: frozenset[str] = frozenset(
         "module cycle: augment.compose -> augment.kernels -> augment.compose",
         "module cycle: augment.compose -> augment.mesh -> augment.kernels -> augment.compose",
         "module cycle: augment.mesh -> augment.kernels -> augment.mesh",
-        "package cycle: inference -> export -> inference",
-        "package cycle: inference -> training -> pretrained -> inference",
-        "upward: training.run -> pretrained",
     }
 )
 KNOWN_UNMARKED: frozenset[str] = frozenset(
@@ -74,12 +74,9 @@ KNOWN_UNMARKED: frozenset[str] = frozenset(
         "cxrseg.augment.pipeline",
         "cxrseg.augment.torch_backend",
         "cxrseg.demo",
-        "cxrseg.export",
-        "cxrseg.inference.backends",
         "cxrseg.inference.paths",
         "cxrseg.inference.predictor",
         "cxrseg.phantom",
-        "cxrseg.pretrained",
         "cxrseg.training.config",
         "cxrseg.training.curves",
         "cxrseg.training.defaults",

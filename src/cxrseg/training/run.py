@@ -273,7 +273,7 @@ def _run(
 
     core = create_model(config.model, in_channels=1, num_classes=num_classes, **config.model_kwargs)
     if init is not None and not resume:
-        from cxrseg.pretrained import resolve
+        from cxrseg.catalogue import resolve
 
         load_init(core, resolve(init), structures, mode)
     core.to(device)
