@@ -125,7 +125,8 @@ def _validation_dice(amp_dtype: torch.dtype | None, epochs: int = 20) -> float:
         train_one_epoch(model, train_loader, optimizer, scheduler, loss_fn, settings,
                         epoch=epoch, dist=DistInfo())  # fmt: skip
     val_loader = DataLoader(SegmentationDataset(_phantoms(range(100, 108))), batch_size=4)
-    return evaluate(model, val_loader, loss_fn, settings, dist=DistInfo(), num_structures=3).mean_dice
+    result = evaluate(model, val_loader, loss_fn, settings, dist=DistInfo(), num_structures=3)
+    return result.mean_dice
 
 
 @needs_bf16
