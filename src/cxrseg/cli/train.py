@@ -49,6 +49,7 @@ def train_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Train a U-Net; writes checkpoints, metrics.csv and curves.png into --out."""
+    # lazy: start-up time
     from rich.markup import escape
 
     from cxrseg.training.config import TrainConfig
@@ -130,6 +131,7 @@ class _TrainProgress:
     def _start_bar(self, event: dict[str, Any]) -> None:
         if not self.enabled:
             return
+        # lazy: start-up time
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.bar = Progress(TextColumn("{task.description}"), BarColumn(),
