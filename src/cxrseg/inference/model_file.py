@@ -188,6 +188,14 @@ def _model_in_folder(folder: Path) -> Path:
     for candidate in (folder / "best" / "model.json", folder / "model.json"):
         if candidate.is_file() and "export" not in _read_json(candidate):
             return candidate
+    from cxrseg.inference.ensemble import is_crossval
+
+    if is_crossval(folder):
+        raise InputError(
+            "is a cross-validation folder: an ensemble of fold models, not one model",
+            path=folder,
+            hint=f"give one fold ({folder / 'fold_0'}), or predict with the whole folder",
+        )
     onnx_files = sorted(folder.glob("*.onnx"))
     if len(onnx_files) == 1:
         return onnx_files[0]
