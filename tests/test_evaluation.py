@@ -187,12 +187,13 @@ def test_allow_missing_evaluates_the_common_ids_and_lists_the_rest(dataset, pred
     assert result.missing_predictions == summary["missing_predictions"] == [ids[4]]
 
 
-def test_different_structures_are_named(dataset, pred_copy, tmp_path):
+def test_a_structure_on_one_side_only_is_left_out_and_listed(dataset, pred_copy, tmp_path):
     data, _, _ = dataset
     shutil.rmtree(pred_copy / "masks" / "heart")
-    with pytest.raises(MismatchError, match="not predicted: heart") as info:
-        evaluate(pred_copy, data, tmp_path / "out")
-    assert info.value.reference_only == ["heart"]
+    result = evaluate(pred_copy, data, tmp_path / "out")
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert "heart" not in result.structures
+    assert summary["structure_map"]["not_evaluated"]["references"] == ["heart"]
 
 
 def test_structures_option_evaluates_the_common_ones_with_a_warning(
@@ -200,7 +201,7 @@ def test_structures_option_evaluates_the_common_ones_with_a_warning(
 ):
     data, _, _ = dataset
     shutil.rmtree(pred_copy / "masks" / "heart")
-    with caplog.at_level(logging.WARNING, logger="cxrseg.evaluation"):
+    with caplog.at_level(logging.WARNING, logger="cxrseg.pairing"):
         result = evaluate(pred_copy, data, tmp_path / "out", structures=["left_lung", "Right Lung"])
     assert result.structures == ["left_lung", "right_lung"]
     assert {r["structure"] for r in read_csv(tmp_path / "out" / "cases.csv")} == {
@@ -213,7 +214,7 @@ def test_structures_option_evaluates_the_common_ones_with_a_warning(
 def test_structure_absent_on_one_side_is_refused(dataset, pred_copy, tmp_path):
     data, _, _ = dataset
     shutil.rmtree(pred_copy / "masks" / "heart")
-    with pytest.raises(MismatchError, match="'heart' \\(not predicted\\)"):
+    with pytest.raises(MismatchError, match="cannot evaluate 'heart'"):
         evaluate(pred_copy, data, tmp_path / "out", structures=["heart"])
 
 

@@ -36,14 +36,20 @@ from cxrseg.data import (
     Dataset,
     Splits,
     discover,
+    load_case,
     load_or_create_splits,
     make_splits,
     read_fold_file,
 )
 from cxrseg.errors import InputError
+from cxrseg.evaluation import evaluate
+from cxrseg.inference import Predictor, predict_paths
 from cxrseg.inference.ensemble import CROSSVAL_FILE, CROSSVAL_FORMAT
-from cxrseg.io import atomic_write
+from cxrseg.io import atomic_write, read_mask, write_mask
+from cxrseg.postprocess import choose_postprocessing, postprocess_mask
 from cxrseg.training.config import TrainConfig, config_diff
+from cxrseg.training.resume import last_dir
+from cxrseg.training.run import train
 
 __all__ = ["CrossvalResult", "train_folds"]
 
@@ -98,9 +104,6 @@ def train_folds(
     Raises:
         InputError: Bad data, folds, folder, or options that differ from the saved ones.
     """
-    from cxrseg.training.resume import last_dir
-    from cxrseg.training.run import train
-
     out = Path(out)
     main = int(os.environ.get("RANK", "0")) == 0
     emit = on_event if on_event is not None and main else _ignore
@@ -250,8 +253,6 @@ def _saved_splits(path: Path, ids: list[str]) -> Splits:
 
 def _predict_oof(run: Path, dataset: Dataset, val_ids: list[str], config: TrainConfig) -> None:
     """The fold's validation cases, predicted by its best model without post-processing."""
-    from cxrseg.inference import Predictor, predict_paths
-
     device = config.device if config.device in ("cpu", "cuda") else "auto"
     predictor = Predictor.from_checkpoint(run, device=device, runtime="torch", postprocess=False)
     target = run / "oof"
@@ -261,8 +262,6 @@ def _predict_oof(run: Path, dataset: Dataset, val_ids: list[str], config: TrainC
 
 
 def _oof_masks(out: Path, dataset: Dataset, fold: int, case_id: str) -> dict[str, np.ndarray]:
-    from cxrseg.io import read_mask
-
     folder = out / f"fold_{fold}" / "oof" / "masks"
     return {s: (read_mask(folder / s / f"{case_id}.png") > 0).view(np.uint8)
             for s in dataset.structures}  # fmt: skip
@@ -270,9 +269,6 @@ def _oof_masks(out: Path, dataset: Dataset, fold: int, case_id: str) -> dict[str
 
 def _choose(out: Path, dataset: Dataset, owner: dict[str, int]) -> tuple[dict[str, Any], Any]:
     """Post-processing chosen once on every out-of-fold prediction (large masks subsampled)."""
-    from cxrseg.data import load_case
-    from cxrseg.postprocess import choose_postprocessing
-
     preds, refs = [], []
     for case_id, fold in owner.items():
         pred = _oof_masks(out, dataset, fold, case_id)
@@ -285,10 +281,6 @@ def _choose(out: Path, dataset: Dataset, owner: dict[str, int]) -> tuple[dict[st
 
 def _summarise(out: Path, dataset: Dataset, splits: Splits) -> dict[str, Any]:
     """Choose the post-processing, write ``oof/`` and ``evaluation/``, then ``crossval.json``."""
-    from cxrseg.evaluation import evaluate
-    from cxrseg.io import write_mask
-    from cxrseg.postprocess import postprocess_mask
-
     owner = {case_id: k for k, (_, val) in enumerate(splits.folds) for case_id in val}
     chosen, report = _choose(out, dataset, owner)
     for case_id, fold in owner.items():

@@ -7,7 +7,9 @@ structures and sizes agree (every mismatch is listed by name), computes
 ``out/cases.csv``
     One row per case and structure: ``id, structure, dice, jaccard, hd95, mcd`` and, when the
     pixel spacing of some reference image is known, ``hd95_mm, mcd_mm``. Distances without a
-    value (one mask empty; mm for an image of unknown spacing) are empty cells.
+    value (one mask empty; mm for an image of unknown spacing) are empty cells. The last
+    column, ``flags``, holds the quality flag codes ``cxrseg predict`` recorded for the case in
+    ``PRED/predictions.json`` (``;``-separated; empty when none).
 ``out/summary.json``
     Per structure and metric: mean, median, std (ddof=0), p05 (5th percentile), n and n_nan
     (:func:`cxrseg.metrics.summarize`), with the empty-mask rule, the paths and the version.
@@ -16,8 +18,9 @@ structures and sizes agree (every mismatch is listed by name), computes
     cases first with overlays, and the full per-case table.
 
 Predictions are read from ``PRED/masks/<structure>/<id>.png`` (what ``cxrseg predict`` writes)
-or the other folders :mod:`cxrseg.pairing` lists. Pixel spacing comes from each reference
-image's header (:func:`cxrseg.io.read_image_info`).
+or the other folders :mod:`cxrseg.pairing` lists; predicted structures are paired with reference
+ones by :mod:`cxrseg.structure_map` (``lungs`` is ``left_lung`` + ``right_lung``). Pixel
+spacing comes from each reference image's header (:func:`cxrseg.io.read_image_info`).
 """
 
 from __future__ import annotations
@@ -26,11 +29,12 @@ import csv
 import json
 import logging
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -99,6 +103,10 @@ class EvaluationResult:
         out: The output folder; ``cases.csv``, ``summary.json`` and ``report.html`` inside.
         missing_predictions: Reference ids without a usable prediction (``allow_missing``).
         missing_references: Predicted ids without a reference case (``allow_missing``).
+        structure_map: Which reference structures each evaluated one was compared with, and
+            the structures not evaluated (:meth:`cxrseg.structure_map.StructureMap.to_dict`).
+        flags: ``{id: [{"code", "message"}, ...]}``: the quality flags ``cxrseg predict``
+            recorded in ``PRED/predictions.json`` (empty when it holds none).
     """
 
     cases: list[CaseResult]
@@ -110,6 +118,8 @@ class EvaluationResult:
     out: Path
     missing_predictions: list[str] = field(default_factory=list)
     missing_references: list[str] = field(default_factory=list)
+    structure_map: dict[str, Any] = field(default_factory=dict)
+    flags: dict[str, list[dict[str, str]]] = field(default_factory=dict)
 
     @property
     def report_path(self) -> Path:
@@ -128,6 +138,7 @@ def evaluate(
     out: str | Path,
     *,
     structures: Sequence[str] | None = None,
+    structure_map: Mapping[str, Sequence[str]] | None = None,
     allow_missing: bool = False,
     worst: int = 24,
     progress: Progress | None = None,
@@ -139,8 +150,10 @@ def evaluate(
         pred_root: Prediction folder (``PRED/masks/<structure>/<id>.png``, see the module doc).
         data: Reference dataset folder, or a :class:`~cxrseg.data.Dataset` from ``discover``.
         out: Output folder; must not be one of the input folders or lie inside one.
-        structures: Structures to evaluate (present on both sides); default all, which must
-            then be the same on both sides.
+        structures: Structures to evaluate, named as predicted; default every predicted
+            structure that pairs with reference structures (:mod:`cxrseg.structure_map`).
+        structure_map: Explicit pairs ``{predicted: [reference, ...]}`` (``--map``); the
+            prediction is compared with the union of the references.
         allow_missing: Evaluate the ids found on both sides and list the others, instead of
             raising :class:`MismatchError`.
         worst: Number of worst cases shown with overlays in the report.
@@ -151,61 +164,30 @@ def evaluate(
         The per-case metrics, the summary and where the files were written.
 
     Raises:
-        MismatchError: Ids (unless ``allow_missing``), structures or sizes differ; the message
-            lists them by name.
+        MismatchError: Ids (unless ``allow_missing``) or sizes differ, or no structure pairs;
+            the message lists them by name.
         InputError: Missing folders, an output folder inside an input, unreadable files.
         ValueError: ``worst`` below 0 or ``workers`` below 1.
     """
-    if isinstance(structures, str):
-        raise TypeError(
-            f"structures must be a list of names, got the string {structures!r}; "
-            f"pass {structures.split(',')!r}"
-        )
-    if isinstance(worst, bool) or not isinstance(worst, int) or worst < 0:
-        raise ValueError(f"worst must be an integer >= 0, got {worst!r}; e.g. worst=24")
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers must be an integer >= 1, got {workers!r}; e.g. workers=2")
+    _check_arguments(structures, worst, workers)
     pred_root, out = Path(pred_root), Path(out)
     ref = data if isinstance(data, Dataset) else discover(data)
     ref_root = ref.root if ref.root is not None else ref.cases[0].image.parent
     _check_out(out, [pred_root, ref_root, *ref.input_dirs])
-    pair = Pairing.match(pred_root, ref, structures, allow_missing)
+    pair = Pairing.match(pred_root, ref, structures, allow_missing, structure_map)
     _check_out(out, pair.pred.folders)
     cases = [ref.case(case_id) for case_id in pair.case_ids]
-    report = progress or (lambda done, total: None)
     n_worst = min(worst, len(cases))
     total = len(cases) + n_worst
+    report = progress or (lambda done, total: None)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        headers = list(pool.map(pair.header, cases))
-        bad_sizes = [line for _, lines in headers for line in lines]
-        if bad_sizes:
-            raise MismatchError(
-                f"{len(bad_sizes)} predictions differ in size from their image: "
-                f"{listing(bad_sizes)}",
-                path=pred_root,
-                hint="restore predictions to the image size (cxrseg predict does) or predict "
-                "from these images.",
-                size_mismatches=bad_sizes,
-            )
+        spacings = _check_sizes(pool, pair, cases, pred_root)
         report(0, total)
         scored: list[CaseResult] = []
-        spacings = [spacing for spacing, _ in headers]
         for case_result in pool.map(partial(_score, pair), cases, spacings):
             scored.append(case_result)
             report(len(scored), total)
-        with_mm = any(case_result.spacing is not None for case_result in scored)
-        metric_names = [*METRICS, *(MM_METRICS if with_mm else ())]
-        result = EvaluationResult(
-            cases=scored,
-            structures=pair.names,
-            metrics=metric_names,
-            summary=_summarize(scored, pair.names, metric_names),
-            predictions=pred_root,
-            references=ref_root,
-            out=out,
-            missing_predictions=pair.missing_predictions,
-            missing_references=pair.missing_references,
-        )
+        result = _result(scored, pair, pred_root, ref_root, out)
         _write_csv(out / "cases.csv", result)
         _write_json(out / "summary.json", result, ref, n_worst)
         thumbnails: dict[str, str] = {}
@@ -218,6 +200,55 @@ def evaluate(
     write_report(out / "report.html", result, thumbnails)
     logger.info("evaluated %d cases; report in %s", len(scored), out)
     return result
+
+
+def _check_arguments(structures: Sequence[str] | None, worst: int, workers: int) -> None:
+    if isinstance(structures, str):
+        raise TypeError(
+            f"structures must be a list of names, got the string {structures!r}; "
+            f"pass {structures.split(',')!r}"
+        )
+    if isinstance(worst, bool) or not isinstance(worst, int) or worst < 0:
+        raise ValueError(f"worst must be an integer >= 0, got {worst!r}; e.g. worst=24")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be an integer >= 1, got {workers!r}; e.g. workers=2")
+
+
+def _check_sizes(
+    pool: ThreadPoolExecutor, pair: Pairing, cases: list[Case], pred_root: Path
+) -> list[tuple[float, float] | None]:
+    """Pixel spacing of every case; every prediction of another size than its image, raised."""
+    headers = list(pool.map(pair.header, cases))
+    bad_sizes = [line for _, lines in headers for line in lines]
+    if bad_sizes:
+        raise MismatchError(
+            f"{len(bad_sizes)} predictions differ in size from their image: {listing(bad_sizes)}",
+            path=pred_root,
+            hint="restore predictions to the image size (cxrseg predict does) or predict "
+            "from these images.",
+            size_mismatches=bad_sizes,
+        )
+    return [spacing for spacing, _ in headers]
+
+
+def _result(
+    scored: list[CaseResult], pair: Pairing, pred_root: Path, ref_root: Path, out: Path
+) -> EvaluationResult:
+    with_mm = any(case_result.spacing is not None for case_result in scored)
+    metric_names = [*METRICS, *(MM_METRICS if with_mm else ())]
+    return EvaluationResult(
+        cases=scored,
+        structures=pair.names,
+        metrics=metric_names,
+        summary=_summarize(scored, pair.names, metric_names),
+        predictions=pred_root,
+        references=ref_root,
+        out=out,
+        missing_predictions=pair.missing_predictions,
+        missing_references=pair.missing_references,
+        structure_map=pair.structure_map.to_dict(),
+        flags=read_flags(pred_root, [case.case_id for case in scored]),
+    )
 
 
 def _check_out(out: Path, inputs: Iterable[Path]) -> None:
@@ -251,6 +282,30 @@ def _thumbnail(pair: Pairing, case_result: CaseResult) -> tuple[str, str]:
     return case_result.case_id, triptych_data_uri(image, ref_masks, pred_masks)
 
 
+def read_flags(pred_root: Path, case_ids: Sequence[str]) -> dict[str, list[dict[str, str]]]:
+    """Quality flags of ``case_ids`` from ``PRED/predictions.json`` (``cxrseg predict``).
+
+    Returns an empty mapping when the file is absent, unreadable or holds no flags (predictions
+    made elsewhere, or by an older cxrseg).
+    """
+    path = pred_root / "predictions.json"
+    try:
+        record = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        logger.warning("cannot read the quality flags in %s: %s", path, exc)
+        return {}
+    wanted = set(case_ids)
+    flags: dict[str, list[dict[str, str]]] = {}
+    for case in record.get("cases", []) if isinstance(record, dict) else []:
+        if isinstance(case, dict) and case.get("id") in wanted and "flags" in case:
+            flags[case["id"]] = [
+                {"code": str(f.get("code", "")), "message": str(f.get("message", ""))}
+                for f in case["flags"]
+                if isinstance(f, dict)
+            ]
+    return flags
+
+
 def _summarize(
     cases: list[CaseResult], names: list[str], metric_names: list[str]
 ) -> dict[str, dict[str, dict[str, float]]]:
@@ -273,11 +328,13 @@ def _cell(value: float) -> str:
 def _write_csv(path: Path, result: EvaluationResult) -> None:
     with atomic_write(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["id", "structure", *result.metrics])
+        writer.writerow(["id", "structure", *result.metrics, "flags"])
         for case in result.cases:
+            codes = ";".join(flag["code"] for flag in result.flags.get(case.case_id, []))
             for name in result.structures:
                 row = case.metrics[name]
-                writer.writerow([case.case_id, name, *(_cell(row[m]) for m in result.metrics)])
+                cells = [_cell(row[m]) for m in result.metrics]
+                writer.writerow([case.case_id, name, *cells, codes])
 
 
 def _json_safe(value: object) -> object:
@@ -309,6 +366,8 @@ def _write_json(path: Path, result: EvaluationResult, ref: Dataset, n_worst: int
             "order": "ascending mean Dice over the evaluated structures",
             "ids": [case.case_id for case in result.worst(n_worst)],
         },
+        "structure_map": result.structure_map,
+        "flagged_cases": {case_id: flags for case_id, flags in result.flags.items() if flags},
         "missing_predictions": result.missing_predictions,
         "missing_references": result.missing_references,
     }

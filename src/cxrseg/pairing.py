@@ -16,7 +16,7 @@ is raised as a :class:`MismatchError` that lists the ids, structures or sizes by
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +28,7 @@ from cxrseg.data.layouts import sources_from_mask_folder, visible_files
 from cxrseg.data.loading import check_mask_values, foreground, mask_values
 from cxrseg.errors import InputError
 from cxrseg.io import is_image_file, read_image_info, read_mask
+from cxrseg.structure_map import StructureMap, StructureMapError, map_structures
 
 __all__ = ["MismatchError", "Pairing", "Predictions", "find_predictions", "listing"]
 
@@ -162,41 +163,47 @@ def _holds_masks(folder: Path) -> bool:
     return True
 
 
-def _match_structures(pred: Predictions, ref: Dataset, wanted: Sequence[str] | None) -> list[str]:
-    """Structures to compare: all (equal on both sides) or ``wanted`` (present on both)."""
-    ref_only = [s for s in ref.structures if s not in pred.structures]
-    pred_only = [s for s in pred.structures if s not in ref.structures]
-    if wanted is None:
-        if ref_only or pred_only:
-            common = [s for s in ref.structures if s in pred.structures]
-            parts = [f"not predicted: {', '.join(ref_only)}"] if ref_only else []
-            parts += [f"not in the references: {', '.join(pred_only)}"] if pred_only else []
-            raise MismatchError(
-                f"the predictions and references have different structures ({'; '.join(parts)})",
-                hint=f"evaluate the common ones with --structures {','.join(common)}"
-                if common
-                else "check that PRED and DATA belong together (structure folder names).",
-                reference_only=ref_only,
-                prediction_only=pred_only,
-            )
-        return list(ref.structures)
-    names = list(dict.fromkeys(structure_name(s) for s in wanted))
-    if not names:
-        raise ValueError("structures is empty; pass at least one name, or None for all")
-    absent = [f"{s!r} ({'no reference' if s not in ref.structures else 'not predicted'})"
-              for s in names if s not in ref.structures or s not in pred.structures]  # fmt: skip
-    if absent:
+def _match_structures(
+    pred: Predictions,
+    ref: Dataset,
+    wanted: Sequence[str] | None,
+    explicit: Mapping[str, Sequence[str]] | None,
+) -> StructureMap:
+    """Pair predicted with reference structures (:mod:`cxrseg.structure_map`); keep ``wanted``."""
+    try:
+        mapping = map_structures(pred.structures, ref.structures, explicit)
+    except StructureMapError as exc:
         raise MismatchError(
-            f"cannot evaluate {', '.join(absent)}; references have {ref.structures}, "
-            f"predictions have {pred.structures}",
-            hint="pass structures present on both sides.",
-            reference_only=ref_only,
-            prediction_only=pred_only,
+            exc.reason,
+            hint=exc.hint,
+            reference_only=[s for s in ref.structures if s not in pred.structures],
+            prediction_only=[s for s in pred.structures if s not in ref.structures],
+        ) from exc
+    if wanted is not None:
+        names = list(dict.fromkeys(structure_name(s) for s in wanted))
+        if not names:
+            raise ValueError("structures is empty; pass at least one name, or None for all")
+        absent = [s for s in names if s not in mapping.pairs]
+        if absent:
+            raise MismatchError(
+                f"cannot evaluate {', '.join(map(repr, absent))}: not a predicted structure "
+                f"with a reference; evaluable: {', '.join(mapping.names)} (references have "
+                f"{', '.join(ref.structures)}, predictions have {', '.join(pred.structures)})",
+                hint="pass structures present on both sides, or pair them with --map.",
+                reference_only=mapping.unmatched_references,
+                prediction_only=mapping.unmatched_predictions,
+            )
+        dropped = [s for s in mapping.pairs if s not in names]
+        mapping = StructureMap(
+            {s: mapping.pairs[s] for s in names},
+            [*mapping.unmatched_predictions, *dropped],
+            [r for r in ref.structures if not any(r in mapping.pairs[s] for s in names)],
+            {s: mapping.rules[s] for s in names},
         )
-    ignored = [s for s in [*ref.structures, *pred_only] if s not in names]
-    if ref_only or pred_only:
-        logger.warning("evaluating %s only; ignoring %s", names, ignored)
-    return names
+    left_out = mapping.unmatched_predictions + mapping.unmatched_references
+    if left_out:
+        logger.warning("evaluating %s; not evaluated: %s", mapping.names, ", ".join(left_out))
+    return mapping
 
 
 def _match_ids(
@@ -255,8 +262,9 @@ class Pairing:
     Attributes:
         ref: The reference dataset.
         pred: The prediction files.
-        names: Structures to compare, in reference order (or as asked).
+        names: Structures to compare, named as predicted, in reference order (or as asked).
         case_ids: Ids on both sides, in reference order.
+        structure_map: Which reference structures each name is compared with.
         missing_predictions: Reference ids without a usable prediction.
         missing_references: Predicted ids without a reference case.
     """
@@ -267,6 +275,7 @@ class Pairing:
     case_ids: list[str]
     missing_predictions: list[str]
     missing_references: list[str]
+    structure_map: StructureMap
 
     @classmethod
     def match(
@@ -275,6 +284,7 @@ class Pairing:
         ref: Dataset,
         structures: Sequence[str] | None = None,
         allow_missing: bool = False,
+        structure_map: Mapping[str, Sequence[str]] | None = None,
     ) -> Pairing:
         """Find the predictions under ``pred_root`` and match them with ``ref``.
 
@@ -285,16 +295,19 @@ class Pairing:
                 then be the same on both sides.
             allow_missing: Keep the ids found on both sides instead of raising when some
                 are on one side only.
+            structure_map: Explicit pairs ``{predicted: [reference, ...]}`` (``--map``), used
+                before the rules of :mod:`cxrseg.structure_map`.
 
         Raises:
-            MismatchError: Structures differ, or ids differ (unless ``allow_missing``), or no
+            MismatchError: No structure pairs, or ids differ (unless ``allow_missing``), or no
                 id is on both sides.
             InputError: No prediction folder, or no masks in it.
         """
         pred = find_predictions(pred_root, ref)
-        names = _match_structures(pred, ref, structures)
+        mapping = _match_structures(pred, ref, structures, structure_map)
+        names = mapping.names
         case_ids, missing_pred, missing_ref = _match_ids(pred, ref, names, allow_missing)
-        return cls(ref, pred, names, case_ids, missing_pred, missing_ref)
+        return cls(ref, pred, names, case_ids, missing_pred, missing_ref, mapping)
 
     def header(self, case: Case) -> tuple[tuple[float, float] | None, list[str]]:
         """Pixel spacing of the reference image, and the predictions of another size."""
@@ -323,4 +336,9 @@ class Pairing:
                     raise InputError(problem[0], path=path, hint=problem[1])
                 union |= foreground(mask, name, self.pred.labels)
             pred_masks[name] = union.astype(np.uint8)
-        return image, {name: ref_masks[name] for name in self.names}, pred_masks
+        refs = {
+            name: np.logical_or.reduce([ref_masks[r] > 0 for r in parts]).astype(np.uint8)
+            if len(parts) > 1 else ref_masks[parts[0]]
+            for name, parts in self.structure_map.pairs.items()
+        }  # fmt: skip
+        return image, refs, pred_masks

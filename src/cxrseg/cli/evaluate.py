@@ -25,27 +25,43 @@ def evaluate_command(
         str | None,
         typer.Option(metavar="A,B", help="Structures to evaluate, comma-separated (default all)."),
     ] = None,
+    structure_map: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--map",
+            metavar="PRED=REF[+REF]",
+            help="Compare a predicted structure with the union of reference ones "
+            "(repeatable), e.g. lungs=left_lung+right_lung.",
+        ),
+    ] = None,
     worst: Annotated[int, typer.Option(min=0, help="Worst cases shown with overlays.")] = 24,
     workers: Annotated[int, typer.Option(min=1, help="Threads reading and scoring.")] = 2,
 ) -> None:
     """Score predicted masks against references: cases.csv, summary.json and report.html.
 
-    Exit status: 0 on success, 1 when ids (unless --allow-missing), structures or sizes differ
-    (all listed), 2 when the input is unusable.
+    Structures pair by name; a predicted "lungs" matches left_lung + right_lung, and a
+    one-structure reference matches a one-structure prediction; --map says the rest.
+
+    Exit status: 0 on success, 1 when ids (unless --allow-missing) or sizes differ or no
+    structure pairs (all listed), 2 when the input is unusable.
     """
+    # lazy: start-up time
     from rich.markup import escape
     from rich.table import Table
 
     from cxrseg.evaluation import MismatchError, evaluate
+    from cxrseg.structure_map import parse_map
 
     names = None if structures is None else [s for s in structures.split(",") if s.strip()]
     try:
+        pairs = parse_map(structure_map)
         with progress_bar("evaluate") as progress:
             result = evaluate(
                 pred,
                 data,
                 out,
                 structures=names,
+                structure_map=pairs,
                 allow_missing=allow_missing,
                 worst=worst,
                 progress=progress,
@@ -78,4 +94,22 @@ def evaluate_command(
         if ids:
             shown = ", ".join(ids[:20]) + (f" and {len(ids) - 20} more" if len(ids) > 20 else "")
             err_console.print(f"[yellow]left out[/] {len(ids)} {label}: {escape(shown)}")
+    left_out = result.structure_map.get("not_evaluated", {})
+    for side in ("predictions", "references"):
+        if left_out.get(side):
+            err_console.print(
+                f"[yellow]not evaluated[/] ({side}): {escape(', '.join(left_out[side]))}"
+            )
+    _print_flags(result.flags)
     console.print(f"Report: {escape(str(result.report_path))}")
+
+
+def _print_flags(flags: dict[str, list[dict[str, str]]]) -> None:
+    from rich.markup import escape
+
+    flagged = sorted(case_id for case_id, found in flags.items() if found)
+    if flagged:
+        shown = ", ".join(flagged[:20]) + (
+            f" and {len(flagged) - 20} more" if len(flagged) > 20 else ""
+        )
+        err_console.print(f"[yellow]flagged by predict[/] {len(flagged)} cases: {escape(shown)}")

@@ -70,6 +70,7 @@ def train_command(
     and writes out-of-fold predictions, a summary with mean ± sd per structure, and the
     post-processing chosen on all of them; `cxrseg predict OUT IMAGES...` averages the folds.
     """
+    # lazy: start-up time
     from rich.markup import escape
 
     from cxrseg.training.config import TrainConfig
@@ -113,6 +114,7 @@ def _train_folds(
     quiet: bool,
 ) -> None:
     """Cross-validation: train the folds, then print the summary table."""
+    # lazy: start-up time
     from rich.markup import escape
     from rich.table import Table
 
@@ -203,6 +205,7 @@ class _TrainProgress:
     def _start_bar(self, event: dict[str, Any]) -> None:
         if not self.enabled:
             return
+        # lazy: start-up time
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.bar = Progress(TextColumn("{task.description}"), BarColumn(),

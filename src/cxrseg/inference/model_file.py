@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from cxrseg.errors import InputError
+from cxrseg.inference.ensemble import is_crossval
 from cxrseg.inference.preprocess import NORMALIZATIONS, RESIZE_MODES
 from cxrseg.versions import check_made_by
 
@@ -149,7 +150,8 @@ def import_onnxruntime() -> Any:
     except ImportError as exc:
         raise InputError(
             "running an ONNX model needs onnxruntime, which is not installed",
-            hint="pip install 'cxrseg[onnx]'",
+            hint="onnxruntime is a dependency of cxrseg: reinstall it (pip install cxrseg) or "
+            "pip install onnxruntime",
         ) from exc
     return onnxruntime
 
@@ -188,8 +190,6 @@ def _model_in_folder(folder: Path) -> Path:
     for candidate in (folder / "best" / "model.json", folder / "model.json"):
         if candidate.is_file() and "export" not in _read_json(candidate):
             return candidate
-    from cxrseg.inference.ensemble import is_crossval
-
     if is_crossval(folder):
         raise InputError(
             "is a cross-validation folder: an ensemble of fold models, not one model",

@@ -32,6 +32,7 @@ from scipy.special import expit
 
 from cxrseg.errors import InputError
 from cxrseg.inference.backends import Backend, open_backend
+from cxrseg.inference.ensemble import is_crossval, read_crossval
 from cxrseg.inference.model_file import ModelInfo, locate_model, model_info
 from cxrseg.inference.preprocess import normalize, prepare, restore
 
@@ -200,8 +201,6 @@ class Predictor:
             InputError: No usable model at ``path``, a model from a newer cxrseg, or an
                 unavailable device.
         """
-        from cxrseg.inference.ensemble import is_crossval, read_crossval
-
         if not is_crossval(path):
             info, backend, source = _open_model(path, device, runtime)
             predictor = cls(backend, info, tta=tta, **options)

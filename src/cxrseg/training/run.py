@@ -262,6 +262,7 @@ def _run(
     train_data = cache_cases(dataset, train_cases, config.size, config.resize, structures, loading)
     val_data = cache_cases(dataset, val_cases, config.size, config.resize, structures)
     config = defaults.resolve_config(config, train_data, device, reasons)
+    config.check_structures(structures)
     seed_everything(config.seed, config.deterministic)
     torch.set_float32_matmul_precision("high")
 
