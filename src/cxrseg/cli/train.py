@@ -62,6 +62,10 @@ def train_command(
             "--test-fraction", help="Share of cases held out for testing (--folds: default 0)."
         ),
     ] = None,
+    amp: Annotated[
+        bool | None,
+        typer.Option("--amp/--no-amp", help="bfloat16 autocast on CUDA and bf16-capable CPUs."),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Train a U-Net; writes checkpoints, metrics.csv and curves.png into --out.
@@ -76,8 +80,8 @@ def train_command(
     from cxrseg.training.config import TrainConfig
     from cxrseg.training.run import train
 
-    options = {"size": size, "epochs": epochs, "batch_size": batch_size, "lr": lr,
-               "loss": loss, "device": device, "workers": workers, "seed": seed}  # fmt: skip
+    options = {"size": size, "epochs": epochs, "batch_size": batch_size, "lr": lr, "loss": loss,
+               "device": device, "workers": workers, "seed": seed, "amp": amp}  # fmt: skip
     overrides = {k: v for k, v in options.items() if v is not None}
     try:
         config = TrainConfig.from_yaml(config_file) if config_file is not None else None
@@ -198,6 +202,7 @@ class _TrainProgress:
         for key in ("size", "mode", "batch_size", "workers", "epochs", "lr", "loss"):
             why = event["reasons"].get(key)
             console.print(f"  {key}: {config[key]}" + (f"  ({why})" if why else ""))
+        console.print(f"  precision: {event['precision']}  ({event['reasons']['precision']})")
         console.print(f"  augmentation: on {event['augment_on']}")
         if event["start_epoch"]:
             console.print(f"  resuming after epoch {event['start_epoch']}")
