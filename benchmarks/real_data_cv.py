@@ -73,7 +73,7 @@ def cv_config(args: argparse.Namespace, name: str, minutes: float) -> tuple[Any,
     n = len(discover(args.data / name).cases)
     per_fold_train = n - n // args.folds
     fitted, why = recipe(_Minutes(args, minutes), per_fold_train, n // args.folds)
-    return fitted, {"budget": f"{minutes:.1f} min ({why})"}
+    return fitted.replace(test_fraction=0.0), {"budget": f"{minutes:.1f} min ({why})"}
 
 
 class _Minutes(argparse.Namespace):
