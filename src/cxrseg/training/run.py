@@ -28,12 +28,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from cxrseg.data.torch_dataset import CachedCases, SegmentationDataset, device_augment
 from cxrseg.errors import InputError
 from cxrseg.training import defaults
 from cxrseg.training.checkpoint import load_checkpoint, save_checkpoint
 from cxrseg.training.config import TrainConfig
 from cxrseg.training.curves import metric_columns, plot_curves, write_metrics_csv
+from cxrseg.training.dataset import CachedCases, SegmentationDataset, device_augment
 from cxrseg.training.distributed import DistInfo, all_reduce_sum, barrier, distributed_context
 from cxrseg.training.duration import format_seconds
 from cxrseg.training.loop import StepSettings, TrainingStopped, evaluate, train_one_epoch

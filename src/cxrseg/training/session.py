@@ -21,7 +21,13 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from cxrseg.data import discover, load_or_create_splits
-from cxrseg.data.torch_dataset import (
+from cxrseg.errors import InputError
+from cxrseg.io import atomic_write
+from cxrseg.losses import SegmentationLoss
+from cxrseg.models import count_parameters, create_model
+from cxrseg.training import defaults
+from cxrseg.training.config import TrainConfig
+from cxrseg.training.dataset import (
     CachedCases,
     EpochSampler,
     SegmentationDataset,
@@ -29,15 +35,10 @@ from cxrseg.data.torch_dataset import (
     build_pipeline,
     cache_cases,
 )
-from cxrseg.errors import InputError
-from cxrseg.io import atomic_write
-from cxrseg.losses import SegmentationLoss
-from cxrseg.models import count_parameters, create_model
-from cxrseg.training import defaults
-from cxrseg.training.config import TrainConfig
 from cxrseg.training.distributed import DistInfo, barrier
 from cxrseg.training.duration import format_seconds
 from cxrseg.training.loop import StepSettings, build_optimizer
+from cxrseg.training.precision import precision_name
 from cxrseg.training.resume import data_identity, last_dir, load_init, restore
 from cxrseg.training.schedule import EarlyStopping, StopRule, build_scheduler
 from cxrseg.training.seeding import seed_everything, torch_generator
@@ -215,7 +216,7 @@ def prepare(
         patience, data.reasons["patience"] = defaults.pick_patience(steps_per_epoch)
         config = config.replace(patience=patience)
     optimizer = build_optimizer(core, config)
-    amp_dtype = defaults.amp_dtype(config, device)
+    amp_dtype, data.reasons["precision"] = defaults.pick_precision(config, device)
     mode = str(config.mode)
     loss_fn = SegmentationLoss(mode=mode, kind=config.loss, class_weights=config.class_weights)
     pipeline = build_pipeline(config.augmentation, config.seed)
@@ -255,7 +256,7 @@ def _build_model(
     num_classes = len(structures) + (1 if mode == "softmax" else 0)
     core = create_model(config.model, in_channels=1, num_classes=num_classes, **config.model_kwargs)
     if init is not None and not resume:
-        from cxrseg.pretrained import resolve  # lazy: start-up time; pretrained sits above
+        from cxrseg.catalogue import resolve  # lazy: start-up time
 
         load_init(core, resolve(init), structures, mode)
     core.to(device)
@@ -327,6 +328,7 @@ def _announce(session: Session, device: torch.device) -> None:
     augment_on = "device" if session.on_device else ("cpu" if session.pipeline else "none")
     session.emit({"event": "start", "run_dir": str(session.out), "config": config.to_dict(),
                   "reasons": data.reasons, "device": str(device),
+                  "precision": precision_name(session.settings.amp_dtype),
                   "world_size": session.dist.world_size, "structures": data.structures,
                   "cases": data.counts, "parameters": count_parameters(session.core),
                   "augment_on": augment_on, "start_epoch": session.start_epoch,
