@@ -39,6 +39,7 @@ from cxrseg.augment.intensity import (
     GaussianNoise,
     IntensityTransform,
     LocalContrast,
+    Opacity,
 )
 from cxrseg.errors import InputError
 
@@ -58,6 +59,7 @@ __all__ = [
     "AffineTransform",
     "IntensityTransform",
     "LocalContrast",
+    "Opacity",
     "RandomDistortion",
     "Rotate",
     "SpatialTransform",
@@ -379,6 +381,7 @@ TRANSFORMS: dict[str, type[RandomTransform]] = {
         GaussianNoise,
         Blur,
         LocalContrast,
+        Opacity,
     )
 }
 """Op name (as in pipeline YAML files and ``Pipeline`` methods) -> transform class."""
