@@ -56,6 +56,7 @@ from cxrseg.training.loop import (
     evaluate,
     train_one_epoch,
 )
+from cxrseg.training.quality_ranges import learn_quality_ranges
 from cxrseg.training.resume import (
     data_identity,
     last_dir,
@@ -361,6 +362,10 @@ def _run(
             "val": len(val_cases),
             "test": len(test_cases),
         },  # fmt: skip
+        # plausible ranges for the quality flags of every prediction (cxrseg.quality)
+        "quality": learn_quality_ranges(dataset, [c.case_id for c in train_cases])
+        if dist.is_main
+        else None,
     }
     stopped, epoch = "completed", start_epoch
     if stopper.should_stop:
