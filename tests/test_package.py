@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -59,8 +60,21 @@ def test_all_lists_exactly_the_lazy_names_and_the_eager_ones() -> None:
     assert set(cxrseg.__all__) == eager | set(cxrseg._LAZY)
 
 
-def test_public_names_are_listed_by_dir() -> None:
-    assert set(cxrseg.__all__) <= set(dir(cxrseg))
+def test_dir_lists_exactly_the_public_api() -> None:
+    cxrseg.read_image  # noqa: B018  # a loaded submodule (cxrseg.io) must not show either
+    assert dir(cxrseg) == sorted(cxrseg.__all__)
+
+
+def test_project_declares_both_licences_and_ships_their_files() -> None:
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    root = Path(__file__).resolve().parents[1]
+    project = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert project["license"] == "MIT AND CC-BY-NC-SA-4.0"
+    files = [path for pattern in project["license-files"] for path in root.glob(pattern)]
+    texts = "\n".join(path.read_text(encoding="utf-8") for path in files)
+    assert "MIT License" in texts
+    assert "Attribution-NonCommercial-ShareAlike 4.0 International" in texts
+    assert "model.safetensors" in texts  # the statement says which files the CC licence covers
 
 
 def test_unknown_name_raises_attribute_error_naming_it() -> None:

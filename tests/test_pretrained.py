@@ -30,7 +30,7 @@ def phantom_lungs(seed: int, size: int) -> tuple[np.ndarray, np.ndarray]:
 def test_the_lung_model_ships_as_safetensors_with_its_card_and_figures() -> None:
     folder = pretrained.model_path("lungs")
     assert folder.is_relative_to(Path(pretrained.__file__).parent)
-    for name in ("model.safetensors", "model.json", "results.json", "MODEL_CARD.md"):
+    for name in ("model.safetensors", "model.json", "results.json", "MODEL_CARD.md", "LICENSE.md"):
         assert (folder / name).is_file(), name
     assert not list(folder.glob("*.pt")) and not list(folder.glob("*.pth"))
     info = pretrained.describe("lungs")
@@ -38,6 +38,12 @@ def test_the_lung_model_ships_as_safetensors_with_its_card_and_figures() -> None
     assert info["weights_mb"] < 10  # "a few MB"
     assert 0.5e6 < info["parameters"] < 5e6
     assert {row["test"] for row in info["results"]} == {"montgomery", "shenzhen", "all"}
+
+
+def test_the_weights_licence_statement_names_the_licence_and_the_weights() -> None:
+    statement = Path(pretrained.describe("lungs")["license_file"]).read_text(encoding="utf-8")
+    assert pretrained.PRETRAINED["lungs"].license in statement
+    assert "model.safetensors" in statement and "LICENSES/CC-BY-NC-SA-4.0.txt" in statement
 
 
 def test_the_card_quotes_the_figures_of_results_json() -> None:

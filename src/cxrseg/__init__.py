@@ -138,4 +138,5 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+    """Only the public API: no helpers, no imported modules, no submodules already loaded."""
+    return sorted(__all__)

@@ -221,8 +221,9 @@ def _with_metadata(payload: bytes, text: str) -> bytes:
     try:
         import onnx
     except ImportError as exc:
-        raise InputError("ONNX export needs the onnx package",
-                         hint="pip install 'cxrseg[onnx]'") from exc  # fmt: skip
+        raise InputError("ONNX export needs the onnx package, which is not installed",
+                         hint="onnx is a dependency of cxrseg: reinstall it (pip install cxrseg) "
+                         "or pip install onnx") from exc  # fmt: skip
     from cxrseg.inference.model_file import METADATA_KEY
 
     proto = onnx.load_from_string(payload)

@@ -62,6 +62,7 @@ def progress_bar(description: str, enabled: bool = True) -> Iterator[Callable[[i
     if not enabled:
         yield lambda done, total: None
         return
+    # lazy: start-up time
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,

@@ -38,6 +38,7 @@ def augment_command(
     workers: Annotated[int, typer.Option(help="Threads; the output does not depend on it.")] = 1,
 ) -> None:
     """Write N augmented image/mask pairs, with a manifest; rerun to continue an interrupted run."""
+    # lazy: start-up time
     from cxrseg.augment.offline import augment_dataset
     from cxrseg.augment.pipeline import Pipeline
 

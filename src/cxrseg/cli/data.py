@@ -26,6 +26,7 @@ def phantom_command(
     ] = False,
 ) -> None:
     """Write synthetic chest radiographs with lung, heart and clavicle masks."""
+    # lazy: start-up time
     import re
 
     from rich.markup import escape
@@ -112,6 +113,7 @@ def inspect_command(
     written unless asked: --json FILE and --sheet FILE.png (never inside the dataset folder).
     Exit status: 0 when there is no error, 1 when there are errors, 2 when the input is unusable.
     """
+    # lazy: start-up time
     import json
 
     from rich.markup import escape
@@ -152,6 +154,7 @@ def inspect_command(
         if json_out == "-":
             typer.echo(text, nl=False)
         else:
+            # lazy: start-up time
             from cxrseg.io import atomic_write
 
             target = Path(json_out)
@@ -160,6 +163,7 @@ def inspect_command(
                 tmp.write_text(text, encoding="utf-8")
             out.print(f"Wrote {escape(str(target))}")
     if sheet is not None:
+        # lazy: start-up time
         from cxrseg.report.contact_sheet import write_contact_sheet
 
         flagged = {stats.case_id for stats in report.cases if not stats.valid}

@@ -40,6 +40,7 @@ def demo_command(
     trains a small U-Net, predicts held-out phantoms with the post-processing
     chosen on validation and evaluates them. A few minutes on 2 CPU cores.
     """
+    # lazy: start-up time
     from rich.markup import escape
     from rich.table import Table
 
@@ -92,10 +93,12 @@ class _DemoProgress:
             self.bar = None
 
     def __call__(self, event: dict[str, Any]) -> None:
+        # lazy: start-up time
         from rich.markup import escape
 
         kind = event["event"]
         if kind == "step" and self.enabled:
+            # lazy: start-up time
             from rich.progress import (
                 BarColumn,
                 MofNCompleteColumn,

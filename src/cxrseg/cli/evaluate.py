@@ -45,6 +45,7 @@ def evaluate_command(
     Exit status: 0 on success, 1 when ids (unless --allow-missing) or sizes differ or no
     structure pairs (all listed), 2 when the input is unusable.
     """
+    # lazy: start-up time
     from rich.markup import escape
     from rich.table import Table
 

@@ -63,6 +63,7 @@ def predict_command(
     `cxrseg predict RUN xrays/ --out pred` uses a model you trained; `cxrseg predict --model
     lungs xrays/ --out pred` uses the lung model shipped with cxrseg (no training, no download).
     """
+    # lazy: start-up time
     from rich.markup import escape
 
     from cxrseg.inference import Predictor, predict_paths
@@ -116,6 +117,7 @@ def _warn_flagged(flagged: dict[str, Any], written: int, learned: bool) -> None:
 def _model_and_inputs(paths: list[str], shipped: str | None) -> tuple[Path, list[str]]:
     """Split the positional arguments into the model and the inputs."""
     if shipped is not None:
+        # lazy: start-up time
         from cxrseg.pretrained import model_path
 
         return model_path(shipped), paths
@@ -125,6 +127,7 @@ def _model_and_inputs(paths: list[str], shipped: str | None) -> tuple[Path, list
             hint="cxrseg predict MODEL INPUT... --out DIR, or cxrseg predict --model lungs "
             "INPUT... --out DIR for the lung model shipped with cxrseg",
         )
+    # lazy: start-up time
     from cxrseg.pretrained import resolve
 
     return resolve(paths[0]), paths[1:]  # a shipped model's name works as MODEL too
@@ -144,6 +147,7 @@ def export_command(
     ] = True,
 ) -> None:
     """Export a trained model to ONNX or TorchScript, checked against PyTorch's output."""
+    # lazy: start-up time
     import json
 
     from rich.markup import escape
@@ -173,6 +177,7 @@ def models_command(
     ] = None,
 ) -> None:
     """List the models shipped with cxrseg, or print one model's card."""
+    # lazy: start-up time
     from rich.markdown import Markdown
     from rich.markup import escape
     from rich.table import Table
@@ -196,7 +201,8 @@ def models_command(
                 f"{info['parameters'] / 1e6:.2f} M", f"{info['weights_mb']:.1f}",
                 scores or "-",
             )  # fmt: skip
-            licences.append(f"{model}: {info['summary']}; licence {info['license']}")
+            licences.append(f"{model}: {info['summary']}; weights licensed {info['license']} "
+                            f"({info['license_file']})")  # fmt: skip
     except CxrsegError as exc:
         raise fail(escape(str(exc))) from exc
     console.print(table)

@@ -152,7 +152,8 @@ def import_onnxruntime() -> Any:
     except ImportError as exc:
         raise InputError(
             "running an ONNX model needs onnxruntime, which is not installed",
-            hint="pip install 'cxrseg[onnx]'",
+            hint="onnxruntime is a dependency of cxrseg: reinstall it (pip install cxrseg) or "
+            "pip install onnxruntime",
         ) from exc
     return onnxruntime
 

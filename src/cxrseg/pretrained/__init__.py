@@ -62,6 +62,11 @@ class PretrainedModel:
         """The model card (Markdown)."""
         return self.folder / "MODEL_CARD.md"
 
+    @property
+    def license_file(self) -> Path:
+        """The licence statement of the weights (Markdown)."""
+        return self.folder / "LICENSE.md"
+
 
 #: Shipped models by name.
 PRETRAINED: dict[str, PretrainedModel] = {
@@ -130,7 +135,8 @@ def describe(name: str) -> dict[str, Any]:
 
     Returns:
         Name, summary, licence, structures, input size, parameter count, weight file size in
-        MB, and the held-out figures of ``results.json`` (empty when it is absent).
+        MB, the held-out figures of ``results.json`` (empty when it is absent), and the paths
+        of the model card and of the licence statement.
     """
     folder = model_path(name)
     entry = PRETRAINED[name]
@@ -148,6 +154,7 @@ def describe(name: str) -> dict[str, Any]:
         "weights_mb": weights.stat().st_size / 1e6,
         "results": results.get("rows", []),
         "card": str(entry.card),
+        "license_file": str(entry.license_file),
     }
 
 
