@@ -22,8 +22,8 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "cxrseg"
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     # the exception types and the version string every layer may use
     ("base", ("cxrseg.errors", "cxrseg._version")),
-    # small NumPy/OpenCV leaves: version checks, metrics, mask post-processing
-    ("leaves", ("cxrseg.versions", "cxrseg.metrics", "cxrseg.postprocess")),
+    # small NumPy/OpenCV leaves: version checks, metrics, mask post-processing, quality flags
+    ("leaves", ("cxrseg.versions", "cxrseg.metrics", "cxrseg.postprocess", "cxrseg.quality")),
     ("io", ("cxrseg.io",)),
     # datasets on disk: discovery, validation, splits; prediction/reference pairing; phantoms
     (

@@ -37,6 +37,7 @@ they cost the same at any image size and agree between training and prediction.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -204,8 +205,11 @@ def appearance_residual(thumb: np.ndarray, model: Mapping[str, Any]) -> float:
 
 
 def _span(values: Sequence[float]) -> list[float]:
+    """``[min, max]`` rounded outwards to 5 decimals (every value stays inside); [] if none."""
     finite = [v for v in values if np.isfinite(v)]
-    return [round(float(min(finite)), 5), round(float(max(finite)), 5)] if finite else []
+    if not finite:
+        return []
+    return [math.floor(min(finite) * 1e5) / 1e5, math.ceil(max(finite) * 1e5) / 1e5]
 
 
 def _ratio(a: float, b: float) -> float:
