@@ -1,4 +1,4 @@
-"""The inline CSS and sorting script of the evaluation report (:mod:`cxrseg.report.html`)."""
+"""The inline CSS and sorting script of the evaluation report (:mod:`cxrseg.evaluation.html`)."""
 
 CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1200px;padding:0 16px;
