@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 
 from cxrseg._version import __version__
+from cxrseg.evaluation.page_assets import CSS, SCRIPT
 from cxrseg.evaluation.results import EMPTY_MASK_RULE, UNITS, EvaluationResult
 from cxrseg.io import atomic_write
-from cxrseg.evaluation.page_assets import CSS, SCRIPT
 from cxrseg.metrics import mask_boundary
 from cxrseg.report.contact_sheet import overlay
 
