@@ -153,6 +153,7 @@ class Predictor:
         device: str = "auto",
         tta: bool | str | Sequence[str] = False,
         runtime: str = "auto",
+        threads: int | None = None,
         **options: Any,
     ) -> Predictor:
         """Load a run folder, checkpoint or exported ``.onnx`` model.
@@ -165,6 +166,8 @@ class Predictor:
                 that is installed (exported in memory and checked against PyTorch once),
                 else in PyTorch; ``"torch"`` or ``"onnxruntime"`` force one. See
                 :func:`~cxrseg.inference.backends.open_backend`.
+            threads: ONNX Runtime's intra-op threads (``None``: as many as PyTorch for a
+                checkpoint, ONNX Runtime's own choice for an ``.onnx`` model).
             options: Further constructor arguments (``postprocess``, ``batch_size``,
                 ``threshold``).
 
@@ -174,7 +177,8 @@ class Predictor:
         """
         model = locate_model(path)
         info = model_info(model)
-        backend = open_backend(model, device, runtime)
+        ort_options = {} if threads is None else {"threads": threads}
+        backend = open_backend(model, device, runtime, **ort_options)
         channels = getattr(backend, "output_channels", None)
         if channels is not None and channels != len(info.channels):
             raise InputError(
