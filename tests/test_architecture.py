@@ -44,8 +44,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("training", ("cxrseg.training",)),
     ("inference", ("cxrseg.inference", "cxrseg.export", "cxrseg.pretrained")),
     ("evaluation", ("cxrseg.evaluation", "cxrseg.report")),
-    # the worked example that runs every stage
-    ("app", ("cxrseg.demo",)),
+    # the worked example and the cross-validation, which run every stage
+    ("app", ("cxrseg.demo", "cxrseg.crossval")),
     # the command line, the ``python -m`` entry and the package facade with its lazy names
     ("cli", ("cxrseg.cli", "cxrseg.__main__", "cxrseg")),
 )

@@ -92,3 +92,80 @@ def test_default_augmentation_builds_a_pipeline_without_horizontal_flip() -> Non
     ops = [op["op"] for op in pipeline.to_dict()["operations"]]
     assert ops[:2] == ["random_distortion", "gaussian_distortion"]
     assert "flip_left_right" not in ops
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "message"),
+    [
+        ('amp: "no"\n', r"amp='no' must be true or false\..*Fix: write amp: false or true"),
+        ("epochs: ten\n", r"epochs='ten' must be a whole number >= 1"),
+        ("epochs: 2.5\n", r"epochs=2\.5 must be a whole number"),
+        ("lr: fast\n", r"lr='fast' must be a finite number > 0"),
+        (
+            "model_kwargs: {depht: 3}\n",
+            r"unknown option\(s\) model_kwargs\.depht.*valid model_kwargs options.*depth",
+        ),
+        ("model_kwargs: {num_classes: 3}\n", r"unknown option\(s\) model_kwargs\.num_classes"),
+        (
+            "model_kwargs: {depth: 40}\n",
+            r"model_kwargs\.depth=40 must be a whole number from 2 to 7",
+        ),
+        ("model_kwargs: {norm: layer}\n", r"model_kwargs\.norm='layer' is not one of"),
+        ("model_kwargs: [4]\n", r"model_kwargs=\[4\] must be a mapping"),
+        ("class_weights: [1, heavy]\n", r"class_weights\[1\]='heavy' must be a finite number"),
+        ("class_weights: [1, -2]\n", r"class_weights\[1\]=-2 must be >= 0"),
+        ("model: resnet\n", r"model='resnet' is not one of 'unet' or 'unet_small'"),
+        ("size: 100000\n", r"size=100000 must be a whole number from 32 to 2048"),
+        ("augmentation: {operations: [{op: warp}]}\n", r"augmentation: operation #0 .*'warp'"),
+        ("seed: -1\n", r"seed=-1 must be a whole number >= 0"),
+    ],
+)
+def test_yaml_option_of_wrong_type_or_range_is_one_message(
+    tmp_path: Path, yaml_text: str, message: str
+) -> None:
+    path = tmp_path / "train.yaml"
+    path.write_text(yaml_text)
+    with pytest.raises(InputError, match=r"train\.yaml: " + message):
+        TrainConfig.from_yaml(path)
+
+
+def test_yaml_exponent_without_a_dot_is_read_as_a_number(tmp_path: Path) -> None:
+    (tmp_path / "train.yaml").write_text("lr: 1e-3\n")  # PyYAML reads this as the text "1e-3"
+    assert TrainConfig.from_yaml(tmp_path / "train.yaml").lr == 1e-3
+
+
+def test_unquoted_yaml_no_turns_amp_off(tmp_path: Path) -> None:
+    (tmp_path / "train.yaml").write_text("amp: no\n")
+    assert TrainConfig.from_yaml(tmp_path / "train.yaml").amp is False
+
+
+def test_deep_supervision_needs_depth_three() -> None:
+    with pytest.raises(InputError, match="deep_supervision needs depth >= 3"):
+        TrainConfig(model_kwargs={"depth": 2, "deep_supervision": True})
+
+
+def test_replace_validates_the_new_values() -> None:
+    with pytest.raises(InputError, match="epochs=0"):
+        TrainConfig().replace(epochs=0)
+
+
+def test_class_weights_must_match_the_output_channels() -> None:
+    config = TrainConfig(mode="softmax", class_weights=[1.0, 2.0])
+    config.check_structures(["lung"])
+    with pytest.raises(InputError, match="class_weights has 2 values but the model has 3"):
+        config.check_structures(["left", "right"])
+
+
+def test_every_registered_model_has_an_option_schema() -> None:
+    from cxrseg.models import MODELS
+    from cxrseg.training.config import MODEL_OPTIONS
+
+    assert set(MODEL_OPTIONS) == set(MODELS)
+    assert set(TrainConfig.model_fields["model"].annotation.__args__) == set(MODELS)  # type: ignore[union-attr]
+
+
+def test_default_model_kwargs_build_the_model() -> None:
+    from cxrseg.models import create_model
+
+    config = TrainConfig(model="unet_small", model_kwargs={"depth": 3, "base_channels": 4})
+    assert create_model(config.model, num_classes=2, **config.model_kwargs).depth == 3

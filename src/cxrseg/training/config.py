@@ -1,40 +1,40 @@
-"""One dataclass holds every training option; it is saved with every run.
+"""One declarative schema holds every training option; it is saved with every run.
 
 :class:`TrainConfig` is what ``cxrseg train --config train.yaml`` reads, what the command-line
 options override, and what the run folder (``config.yaml``) and the checkpoints store once the
 data-dependent defaults (``size``, ``batch_size``, ``workers``, ``mode``, ``device``) are filled
 in. Options left as ``None`` are resolved from the data by :mod:`cxrseg.training.defaults`.
+
+Every option is one line of :class:`TrainConfig` with its type, default and bounds; the whole
+config (model keyword arguments and augmentation recipe included) is checked when it is built,
+so a bad option is refused before a run folder is touched (see :mod:`cxrseg.training.schema`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
-import math
-from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
+from pydantic import Field
 
 from cxrseg.errors import InputError
+from cxrseg.training.schema import Real, Schema
 
-__all__ = ["RUNTIME_FIELDS", "TrainConfig", "config_diff", "default_augmentation"]
+__all__ = [
+    "MODEL_OPTIONS",
+    "RUNTIME_FIELDS",
+    "TrainConfig",
+    "UNetOptions",
+    "config_diff",
+    "default_augmentation",
+]
 
 #: Options that may change between a run and its ``--resume`` without changing the result
 #: (where it runs and how fast), so they are left out of :meth:`TrainConfig.identity`.
 RUNTIME_FIELDS = frozenset({"device", "workers", "compile"})
-
-_CHOICES: dict[str, tuple[str, ...]] = {
-    "resize": ("squash", "letterbox"),
-    "normalization": ("zscore", "unit"),
-    "loss": ("dice_ce", "ce", "dice"),
-    "optimizer": ("adamw", "sgd"),
-    "schedule": ("cosine", "poly", "constant"),
-    "augment_on": ("auto", "cpu", "device"),
-    "device": ("auto", "cpu", "cuda"),
-}
 
 
 def default_augmentation() -> dict[str, Any]:
@@ -65,8 +65,35 @@ def _default_model_kwargs() -> dict[str, Any]:
     return {"depth": 5, "base_channels": 12, "norm": "batch", "upsample": "transpose"}
 
 
-@dataclass
-class TrainConfig:
+class UNetOptions(Schema):
+    """``model_kwargs`` of the ``unet`` and ``unet_small`` models (see :class:`cxrseg.models.UNet`).
+
+    ``in_channels`` and ``num_classes`` are not options: the data decide them.
+    """
+
+    prefix: ClassVar[str] = "model_kwargs."
+
+    depth: Annotated[int, Field(ge=2, le=7)] = 5
+    base_channels: Annotated[int, Field(ge=1, le=256)] = 32
+    norm: Literal["batch", "instance", "group"] = "batch"
+    upsample: Literal["transpose", "bilinear"] = "transpose"
+    dropout: Annotated[Real, Field(ge=0, lt=1)] = 0.0
+    deep_supervision: bool = False
+    pad_mode: Literal["reflect", "zeros", "replicate"] = "reflect"
+
+    def check(self) -> None:
+        if self.deep_supervision and self.depth < 3:
+            raise InputError(
+                f"model_kwargs.deep_supervision needs depth >= 3, got depth={self.depth}.",
+                hint="raise model_kwargs.depth or set deep_supervision: false.",
+            )
+
+
+#: The option schema of each model's ``model_kwargs``, by name in :data:`cxrseg.models.MODELS`.
+MODEL_OPTIONS: dict[str, type[Schema]] = {"unet": UNetOptions, "unet_small": UNetOptions}
+
+
+class TrainConfig(Schema):
     """Every option of a training run.
 
     Attributes:
@@ -96,7 +123,9 @@ class TrainConfig:
         warmup_epochs: Linear warm-up length in epochs (may be fractional).
         min_lr_ratio: Final learning rate as a fraction of ``lr``.
         grad_clip: Maximum gradient norm; ``None`` or 0 turns clipping off.
-        amp: Mixed precision (bfloat16/float16 autocast) on CUDA; ignored on CPU.
+        amp: Mixed precision: bfloat16 autocast on CUDA (float16 where the GPU lacks
+            bfloat16) and on CPUs with native bfloat16 (AMX, AVX512-BF16); float32 elsewhere
+            or when off (see :mod:`cxrseg.training.precision`).
         channels_last: Use the channels-last memory format for the model and batches.
         compile: Wrap the model in ``torch.compile``.
         patience: Stop after this many epochs without a better validation Dice; 0 turns
@@ -114,72 +143,45 @@ class TrainConfig:
             results do not depend on it.
     """
 
-    size: int | None = None
-    resize: str = "squash"
-    normalization: str = "zscore"
-    val_fraction: float = 0.15
-    test_fraction: float = 0.15
-    model: str = "unet"
-    model_kwargs: dict[str, Any] = field(default_factory=_default_model_kwargs)
-    loss: str = "dice_ce"
-    mode: str | None = None
-    class_weights: list[float] | None = None
-    epochs: int = 30
-    batch_size: int | None = None
-    lr: float = 2e-3
-    optimizer: str = "adamw"
-    weight_decay: float = 1e-4
-    momentum: float = 0.9
-    schedule: str = "cosine"
-    warmup_epochs: float = 1.0
-    min_lr_ratio: float = 0.01
-    grad_clip: float | None = 1.0
+    # One option per line: type, default, bounds. Cross-option rules live in check().
+    size: Annotated[int | None, Field(ge=32, le=2048)] = None
+    resize: Literal["squash", "letterbox"] = "squash"
+    normalization: Literal["zscore", "unit"] = "zscore"
+    val_fraction: Annotated[Real, Field(ge=0, lt=1)] = 0.15
+    test_fraction: Annotated[Real, Field(ge=0, lt=1)] = 0.15
+    model: Literal["unet", "unet_small"] = "unet"
+    model_kwargs: dict[str, Any] = Field(default_factory=_default_model_kwargs)
+    loss: Literal["dice_ce", "ce", "dice"] = "dice_ce"
+    mode: Literal["softmax", "sigmoid"] | None = None
+    class_weights: Annotated[list[Annotated[Real, Field(ge=0)]] | None, Field(min_length=1)] = None
+    epochs: Annotated[int, Field(ge=1)] = 30
+    batch_size: Annotated[int | None, Field(ge=1, le=4096)] = None
+    lr: Annotated[Real, Field(gt=0)] = 2e-3
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    weight_decay: Annotated[Real, Field(ge=0)] = 1e-4
+    momentum: Annotated[Real, Field(ge=0, lt=1)] = 0.9
+    schedule: Literal["cosine", "poly", "constant"] = "cosine"
+    warmup_epochs: Annotated[Real, Field(ge=0)] = 1.0
+    min_lr_ratio: Annotated[Real, Field(ge=0, le=1)] = 0.01
+    grad_clip: Annotated[Real | None, Field(ge=0)] = 1.0
     amp: bool = True
     channels_last: bool = True
     compile: bool = False
-    patience: int = 10
-    min_delta: float = 1e-4
+    patience: Annotated[int, Field(ge=0)] = 10
+    min_delta: Annotated[Real, Field(ge=0)] = 1e-4
     augmentation: dict[str, Any] | None = None
-    augment_on: str = "auto"
-    seed: int = 0
+    augment_on: Literal["auto", "cpu", "device"] = "auto"
+    seed: Annotated[int, Field(ge=0)] = 0
     deterministic: bool = False
-    device: str = "auto"
-    workers: int | None = None
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    workers: Annotated[int | None, Field(ge=0, le=256)] = None
 
-    def __post_init__(self) -> None:
-        for name, choices in _CHOICES.items():
-            value = getattr(self, name)
-            if value not in choices:
-                raise InputError(
-                    f"{name}={value!r} is not one of {', '.join(map(repr, choices))}.",
-                    hint=f"set {name} to one of them.",
-                )
-        if self.mode is not None and self.mode not in ("softmax", "sigmoid"):
-            raise InputError(
-                f"mode={self.mode!r} is not 'softmax' or 'sigmoid'.",
-                hint="leave it out to pick it from the masks.",
-            )
-        _positive_int(self, "epochs")
-        _positive_int(self, "size", allow_none=True)
-        _positive_int(self, "batch_size", allow_none=True)
+    def check(self) -> None:
+        """Rules joining options, run after every option passed its own bounds."""
         if self.size is not None and self.size % 32:
             raise InputError(
                 f"size={self.size} is not a multiple of 32 (the U-Net halves it 5 times).",
                 hint=f"use {max(32, round(self.size / 32) * 32)}.",
-            )
-        if self.workers is not None and (not isinstance(self.workers, int) or self.workers < 0):
-            raise InputError(f"workers={self.workers!r} must be 0 or more.", hint="use 0 or 2.")
-        for name in ("lr", "weight_decay", "momentum", "warmup_epochs", "min_lr_ratio"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise InputError(f"{name}={value!r} must be a finite number >= 0.")
-        if self.lr <= 0:
-            raise InputError(f"lr={self.lr!r} must be > 0.", hint="try 1e-3.")
-        if not 0 <= self.val_fraction < 1 or not 0 <= self.test_fraction < 1:
-            raise InputError(
-                f"val_fraction={self.val_fraction} and test_fraction={self.test_fraction} "
-                "must each be in [0, 1).",
-                hint="use e.g. 0.15 and 0.15.",
             )
         if self.val_fraction + self.test_fraction >= 1:
             raise InputError(
@@ -187,18 +189,34 @@ class TrainConfig:
                 "leaves no case for training.",
                 hint="keep their sum below 1.",
             )
-        if self.grad_clip is not None and self.grad_clip < 0:
-            raise InputError(f"grad_clip={self.grad_clip} must be >= 0 (0 or null: off).")
-        if self.patience < 0:
-            raise InputError(f"patience={self.patience} must be >= 0 (0: no early stopping).")
-        if not isinstance(self.model_kwargs, dict):
-            raise InputError(f"model_kwargs={self.model_kwargs!r} must be a mapping.")
+        MODEL_OPTIONS[self.model](**self.model_kwargs)
+        if self.augmentation and self.augmentation.get("operations"):
+            from cxrseg.augment.pipeline import Pipeline  # augment is below training
+
+            try:
+                Pipeline.from_dict({**self.augmentation, "seed": self.seed})
+            except ValueError as exc:  # InputError, or a transform refusing an argument
+                reason = getattr(exc, "reason", str(exc))
+                raise InputError(
+                    f"augmentation: {reason}", hint=getattr(exc, "hint", None)
+                ) from None
+
+    def check_structures(self, structures: list[str]) -> None:
+        """Refuse options that do not fit the data's structures (once ``mode`` is resolved)."""
+        channels = len(structures) + (1 if self.mode == "softmax" else 0)
+        if self.class_weights is not None and len(self.class_weights) != channels:
+            what = "background + " if self.mode == "softmax" else ""
+            raise InputError(
+                f"class_weights has {len(self.class_weights)} values but the model has "
+                f"{channels} output channels ({what}{', '.join(structures)}).",
+                hint=f"give {channels} weights, in that order, or leave class_weights out.",
+            )
 
     # --- conversion -------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
         """Plain, JSON/YAML-safe copy of every option."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        return self.model_dump(mode="json")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str | Path | None = None) -> TrainConfig:
@@ -216,8 +234,8 @@ class TrainConfig:
                 f"a training config must be a mapping of options, got {type(values).__name__}.",
                 path=source,
             )
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
+        known = set(cls.model_fields)
+        unknown = sorted(map(str, set(values) - known))
         if unknown:
             raise InputError(
                 f"unknown option(s) {', '.join(unknown)}.",
@@ -253,7 +271,8 @@ class TrainConfig:
 
     def replace(self, **changes: Any) -> TrainConfig:
         """Copy with some options changed; ``None`` values are ignored."""
-        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+        given = {k: v for k, v in changes.items() if v is not None}
+        return type(self)(**{**self.model_dump(), **given})
 
     def identity(self) -> dict[str, Any]:
         """The options that decide the result (all but :data:`RUNTIME_FIELDS`)."""
@@ -272,11 +291,3 @@ def config_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
         if old.get(key) != new.get(key):
             lines.append(f"{key}: {old.get(key)!r} -> {new.get(key)!r}")
     return lines
-
-
-def _positive_int(config: TrainConfig, name: str, allow_none: bool = False) -> None:
-    value = getattr(config, name)
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InputError(f"{name}={value!r} must be a whole number >= 1.")
