@@ -40,11 +40,12 @@ def use_threads(threads: int | None) -> None:
         raise ValueError(f"threads={threads} must be at least 1")
     for name in THREAD_VARIABLES:
         os.environ[name] = str(threads)
-    import cv2  # every command that takes --threads uses OpenCV anyway
-
-    cv2.setNumThreads(threads)
-    if "torch" in sys.modules:  # else OMP_NUM_THREADS applies when it loads
-        sys.modules["torch"].set_num_threads(threads)
     if "numba" in sys.modules:  # else NUMBA_NUM_THREADS applies when it loads
         numba = sys.modules["numba"]
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    # lazy: start-up time (every command that takes --threads loads OpenCV anyway)
+    import cv2
+
+    cv2.setNumThreads(threads)
+    if "torch" in sys.modules:  # last: Numba's OpenMP pool, started above, resets OpenMP's
+        sys.modules["torch"].set_num_threads(threads)  # count, which PyTorch shares
