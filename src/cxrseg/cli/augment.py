@@ -44,8 +44,8 @@ def augment_command(
 ) -> None:
     """Write N augmented image/mask pairs, with a manifest; rerun to continue an interrupted run."""
     # lazy: start-up time
-    from cxrseg.augment.offline import augment_dataset
     from cxrseg.augment.pipeline import Pipeline
+    from cxrseg.augment_offline import augment_dataset
 
     use_threads(threads)  # after the imports: it sets the pools they loaded
 

@@ -30,7 +30,23 @@ def train_command(
             show_default="median image size of the data, <= 512",
         ),
     ] = None,  # fmt: skip
-    epochs: Annotated[int | None, typer.Option(help="Total epochs.", show_default="30")] = None,
+    epochs: Annotated[
+        int | None, typer.Option(help="At most this many epochs.", show_default="300")
+    ] = None,
+    time_budget: Annotated[
+        str | None,
+        typer.Option(
+            "--time-budget",
+            metavar="DURATION",
+            help="Fit the run to a wall-clock budget: 20m, 1h30m, 90s.",
+        ),
+    ] = None,  # fmt: skip
+    patience: Annotated[
+        int | None,
+        typer.Option(
+            help="Epochs without improvement before stopping.", show_default="from the data"
+        ),
+    ] = None,  # fmt: skip
     batch_size: Annotated[
         int | None,
         typer.Option("--batch-size", help="Images per step.", show_default="from free memory"),
@@ -109,7 +125,7 @@ def train_command(
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Train a U-Net; writes checkpoints, metrics.csv and curves.png into --out.
+    """Train a U-Net until it stops improving; writes checkpoints and curves into --out.
 
     With --folds K (or --folds-file) it trains K folds, each a resumable run in --out/fold_<k>,
     and writes out-of-fold predictions, a summary with mean ± sd per structure, and the
@@ -124,7 +140,7 @@ def train_command(
     use_threads(threads)
     options = {"size": size, "epochs": epochs, "batch_size": batch_size, "lr": lr, "loss": loss,
                "val_fraction": val_fraction, "device": device, "workers": workers, "seed": seed,
-               "amp": amp}  # fmt: skip
+               "amp": amp, "time_budget": time_budget, "patience": patience}  # fmt: skip
     overrides = {k: v for k, v in options.items() if v is not None}
     try:
         config = TrainConfig.from_yaml(config_file) if config_file is not None else None
@@ -146,6 +162,7 @@ def train_command(
         f"Training {result.stopped} at epoch {result.epoch}; best epoch {result.best_epoch}: "
         f"validation Dice {dice}"
     )
+    console.print(f"Why it stopped: {escape(result.reason)}")
     console.print(f"Best checkpoint: {escape(str(out / 'best'))}")
     console.print(f"Curves and metrics: {escape(str(out / 'curves.png'))}, metrics.csv")
 
@@ -201,6 +218,7 @@ class _TrainProgress:
         self.last_val = ""
         self.epochs = 0
         self.running = (0, 0.0, 0)  # epoch, sum of its step losses so far, steps
+        self.start = self.steps = 0
 
     def __enter__(self) -> _TrainProgress:
         return self
@@ -236,6 +254,9 @@ class _TrainProgress:
                 f"val loss {event['val_loss']:.4f}, val Dice {event['val_dice_mean']:.4f}{best} "
                 f"({event['epoch_s']:.0f} s)"
             )
+            self.epochs = event["epochs"]  # the stop rule may have moved the last epoch
+            if self.bar is not None:
+                self.bar.update(self.task, total=(event["epochs"] - self.start) * self.steps)
         elif kind == "postprocess":
             chosen = event["postprocessing"]
             steps = {name: {k: v for k, v in cfg.items() if v} for name, cfg in chosen.items()}
@@ -251,6 +272,8 @@ class _TrainProgress:
         )
 
     def _banner(self, event: dict[str, Any]) -> None:
+        from cxrseg.training.duration import format_seconds  # lazy: start-up time
+
         config = event["config"]
         console.print(
             f"cxrseg train: {event['cases']['train']} train / {event['cases']['val']} val / "
@@ -258,9 +281,15 @@ class _TrainProgress:
             f"{event['parameters']:,} parameters, on {event['device']}"
             + (f" x{event['world_size']}" if event["world_size"] > 1 else "")
         )
-        for key in ("size", "mode", "batch_size", "workers", "epochs", "lr", "loss"):
+        for key in ("size", "mode", "batch_size", "workers", "epochs", "patience",
+                    "time_budget", "schedule", "lr", "loss"):  # fmt: skip
             why = event["reasons"].get(key)
-            console.print(f"  {key}: {config[key]}" + (f"  ({why})" if why else ""))
+            value = config[key]
+            if key == "time_budget":
+                if value is None:
+                    continue
+                value = format_seconds(value)
+            console.print(f"  {key}: {value}" + (f"  ({why})" if why else ""))
         console.print(f"  precision: {event['precision']}  ({event['reasons']['precision']})")
         console.print(f"  augmentation: on {event['augment_on']}")
         if event["start_epoch"]:
@@ -274,6 +303,7 @@ class _TrainProgress:
 
         self.bar = Progress(TextColumn("{task.description}"), BarColumn(),
                             TimeRemainingColumn(), console=err_console)  # fmt: skip
-        epochs_left = event["config"]["epochs"] - event["start_epoch"]
-        self.task = self.bar.add_task("training", total=epochs_left * event["steps_per_epoch"])
+        self.start, self.steps = event["start_epoch"], event["steps_per_epoch"]
+        epochs_left = event["config"]["epochs"] - self.start
+        self.task = self.bar.add_task("training", total=epochs_left * self.steps)
         self.bar.start()

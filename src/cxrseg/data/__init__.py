@@ -8,8 +8,8 @@
   splits, saved to ``splits.json`` and reused; :func:`read_fold_file` reads cross-validation
   folds from a user's file.
 
-The torch ``Dataset`` lives in :mod:`cxrseg.data.torch_dataset` (imported on demand, as it
-needs torch).
+The torch ``Dataset`` over loaded cases is training's input and lives in
+:mod:`cxrseg.training.dataset` (it needs torch and :mod:`cxrseg.augment`).
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@
 - a run folder (``best/model.json`` inside it is used);
 - a checkpoint folder (``model.json`` + ``model.safetensors``), or its ``.json`` or
   ``.safetensors`` file;
-- an ``.onnx`` file written by :func:`cxrseg.export.export_model`, whose metadata is embedded
-  in the ONNX ``metadata_props`` (key ``"cxrseg"``) and also written next to it as
+- an ``.onnx`` file written by :func:`cxrseg.inference.export.export_model`, whose metadata is
+  embedded in the ONNX ``metadata_props`` (key ``"cxrseg"``) and also written next to it as
   ``<name>.json``; the embedded copy wins, the file next to it serves ONNX files without one;
 - a folder holding exactly one such ``.onnx`` file.
 
