@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cxrseg.augment.pipeline import Pipeline
-from cxrseg.augment.resample import resize_pair
+from cxrseg.augment.resample_cv import resize_pair
 from cxrseg.augment_offline import augment_dataset, read_manifest, replay_record
 from cxrseg.errors import InputError
 

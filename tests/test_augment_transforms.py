@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from cxrseg.augment import transforms as T
-from cxrseg.augment.functional import gaussian_sigmas
+from cxrseg.augment.geometry import gaussian_sigmas
 from cxrseg.errors import InputError
 
 
