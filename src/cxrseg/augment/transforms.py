@@ -16,7 +16,6 @@ uniform in ``[-magnitude, magnitude]`` for ``random_distortion``, ``N(0, sigma_v
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -40,6 +39,7 @@ from cxrseg.augment.intensity import (
     IntensityTransform,
     LocalContrast,
 )
+from cxrseg.data.dataset import mentions_left_right, swap_left_right_name
 from cxrseg.errors import InputError
 
 Maps = tuple[np.ndarray, np.ndarray]
@@ -337,27 +337,6 @@ class FlipTopBottom(AffineTransform):
 
     def matrix(self, params: Params, height: int, width: int) -> np.ndarray:
         return np.array([[1.0, 0.0, 0.0], [0.0, -1.0, height - 1.0]])
-
-
-_SIDE = re.compile(r"(?<![a-z])(left|right)(?![a-z])", re.IGNORECASE)
-
-
-def mentions_left_right(name: str) -> bool:
-    """Whether a label name has ``left`` or ``right`` as a word (``left_lung``, ``Lung right``)."""
-    return _SIDE.search(name) is not None
-
-
-def swap_left_right_name(name: str) -> str:
-    """``left_lung`` -> ``right_lung`` and back; case kept; names without a side unchanged."""
-
-    def swap(match: re.Match[str]) -> str:
-        word = match.group(0)
-        other = "right" if word.lower() == "left" else "left"
-        if word.isupper():
-            return other.upper()
-        return other.capitalize() if word[0].isupper() else other
-
-    return _SIDE.sub(swap, name)
 
 
 Transform = SpatialTransform | IntensityTransform
