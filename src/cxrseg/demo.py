@@ -350,6 +350,7 @@ def _train(out: Path, settings: DemoSettings, state: dict[str, Any], progress: P
         val_fraction=settings.val_fraction,
         test_fraction=0.0,
         patience=0,
+        schedule="cosine",  # the demo's short fixed run decays over exactly its epochs
         augmentation={},  # the distortions were done offline, in step 2
         seed=settings.seed,
         device=state["device"],

@@ -21,7 +21,17 @@ def train_command(
     size: Annotated[
         int | None, typer.Option(help="Square training size (default: from the data, <= 512).")
     ] = None,
-    epochs: Annotated[int | None, typer.Option(help="Total epochs.")] = None,
+    epochs: Annotated[
+        int | None, typer.Option(help="At most this many epochs (default 300).")
+    ] = None,
+    time_budget: Annotated[
+        str | None,
+        typer.Option("--time-budget", help="Fit the run to a wall-clock budget: 20m, 1h30m, 90s."),
+    ] = None,
+    patience: Annotated[
+        int | None,
+        typer.Option(help="Epochs without improvement before stopping (default: from the data)."),
+    ] = None,
     batch_size: Annotated[
         int | None, typer.Option("--batch-size", help="Images per step (default: from memory).")
     ] = None,
@@ -68,7 +78,7 @@ def train_command(
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Train a U-Net; writes checkpoints, metrics.csv and curves.png into --out.
+    """Train a U-Net until it stops improving; writes checkpoints and curves into --out.
 
     With --folds K (or --folds-file) it trains K folds, each a resumable run in --out/fold_<k>,
     and writes out-of-fold predictions, a summary with mean ± sd per structure, and the
@@ -81,7 +91,8 @@ def train_command(
     from cxrseg.training.run import train
 
     options = {"size": size, "epochs": epochs, "batch_size": batch_size, "lr": lr, "loss": loss,
-               "device": device, "workers": workers, "seed": seed, "amp": amp}  # fmt: skip
+               "device": device, "workers": workers, "seed": seed, "amp": amp,
+               "time_budget": time_budget, "patience": patience}  # fmt: skip
     overrides = {k: v for k, v in options.items() if v is not None}
     try:
         config = TrainConfig.from_yaml(config_file) if config_file is not None else None
@@ -103,6 +114,7 @@ def train_command(
         f"Training {result.stopped} at epoch {result.epoch}; best epoch {result.best_epoch}: "
         f"validation Dice {dice}"
     )
+    console.print(f"Why it stopped: {escape(result.reason)}")
     console.print(f"Best checkpoint: {escape(str(out / 'best'))}")
     console.print(f"Curves and metrics: {escape(str(out / 'curves.png'))}, metrics.csv")
 
@@ -155,6 +167,7 @@ class _TrainProgress:
         self.bar: Any = None
         self.task: Any = None
         self.text = ""
+        self.start = self.steps = 0
 
     def __enter__(self) -> _TrainProgress:
         return self
@@ -186,12 +199,16 @@ class _TrainProgress:
                 f"({event['epoch_s']:.0f} s)"
             )
             (self.bar.console if self.bar is not None else err_console).print(line)
+            if self.bar is not None:  # the stop rule may have moved the last epoch
+                self.bar.update(self.task, total=(event["epochs"] - self.start) * self.steps)
         elif kind == "postprocess":
             chosen = event["postprocessing"]
             steps = {name: {k: v for k, v in cfg.items() if v} for name, cfg in chosen.items()}
             err_console.print(f"post-processing chosen on validation: {steps}")
 
     def _banner(self, event: dict[str, Any]) -> None:
+        from cxrseg.training.duration import format_seconds  # lazy: start-up time
+
         config = event["config"]
         console.print(
             f"cxrseg train: {event['cases']['train']} train / {event['cases']['val']} val / "
@@ -199,9 +216,15 @@ class _TrainProgress:
             f"{event['parameters']:,} parameters, on {event['device']}"
             + (f" x{event['world_size']}" if event["world_size"] > 1 else "")
         )
-        for key in ("size", "mode", "batch_size", "workers", "epochs", "lr", "loss"):
+        for key in ("size", "mode", "batch_size", "workers", "epochs", "patience",
+                    "time_budget", "schedule", "lr", "loss"):  # fmt: skip
             why = event["reasons"].get(key)
-            console.print(f"  {key}: {config[key]}" + (f"  ({why})" if why else ""))
+            value = config[key]
+            if key == "time_budget":
+                if value is None:
+                    continue
+                value = format_seconds(value)
+            console.print(f"  {key}: {value}" + (f"  ({why})" if why else ""))
         console.print(f"  precision: {event['precision']}  ({event['reasons']['precision']})")
         console.print(f"  augmentation: on {event['augment_on']}")
         if event["start_epoch"]:
@@ -215,6 +238,7 @@ class _TrainProgress:
 
         self.bar = Progress(TextColumn("{task.description}"), BarColumn(),
                             TimeRemainingColumn(), console=err_console)  # fmt: skip
-        epochs_left = event["config"]["epochs"] - event["start_epoch"]
-        self.task = self.bar.add_task("training", total=epochs_left * event["steps_per_epoch"])
+        self.start, self.steps = event["start_epoch"], event["steps_per_epoch"]
+        epochs_left = event["config"]["epochs"] - self.start
+        self.task = self.bar.add_task("training", total=epochs_left * self.steps)
         self.bar.start()
