@@ -95,11 +95,13 @@ def _postprocess_config(value: Any, info: ModelInfo) -> dict[str, Any]:
     }
 
 
-def _open_model(path: str | Path, device: str, runtime: str) -> tuple[ModelInfo, Backend, Path]:
+def _open_model(
+    path: str | Path, device: str, runtime: str, **backend_options: Any
+) -> tuple[ModelInfo, Backend, Path]:
     """A model's checked metadata, its backend and its file."""
     model = locate_model(path)
     info = model_info(model)
-    backend = open_backend(model, device, runtime)
+    backend = open_backend(model, device, runtime, **backend_options)
     channels = getattr(backend, "output_channels", None)
     if channels is not None and channels != len(info.channels):
         raise InputError(
@@ -166,6 +168,7 @@ class Predictor:
         device: str = "auto",
         tta: bool | str | Sequence[str] = False,
         runtime: str = "auto",
+        threads: int | None = None,
         **options: Any,
     ) -> Predictor:
         """Load a run folder, checkpoint, exported ``.onnx`` model or cross-validation folder.
@@ -180,6 +183,8 @@ class Predictor:
                 that is installed (exported in memory and checked against PyTorch once),
                 else in PyTorch; ``"torch"`` or ``"onnxruntime"`` force one. See
                 :func:`~cxrseg.inference.backends.open_backend`.
+            threads: ONNX Runtime's intra-op threads (``None``: as many as PyTorch for a
+                checkpoint, ONNX Runtime's own choice for an ``.onnx`` model).
             options: Further constructor arguments (``postprocess``, ``batch_size``,
                 ``threshold``).
 
@@ -187,13 +192,14 @@ class Predictor:
             InputError: No usable model at ``path``, a model from a newer cxrseg, or an
                 unavailable device.
         """
+        ort_options: dict[str, Any] = {} if threads is None else {"threads": threads}
         if not is_crossval(path):
-            info, backend, source = _open_model(path, device, runtime)
+            info, backend, source = _open_model(path, device, runtime, **ort_options)
             predictor = cls(backend, info, tta=tta, **options)
             predictor.source = source
             return predictor
         ensemble = read_crossval(path)
-        members = [_open_model(fold, device, runtime) for fold in ensemble.folds]
+        members = [_open_model(fold, device, runtime, **ort_options) for fold in ensemble.folds]
         info = replace(members[0][0], postprocessing=ensemble.postprocessing)
         for fold, (other, _, source) in zip(ensemble.folds, members, strict=True):
             if replace(other, postprocessing={}) != replace(info, postprocessing={}):
