@@ -21,7 +21,6 @@ A file that cannot be read is listed in the summary and the others are still pro
 from __future__ import annotations
 
 import glob
-import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +29,18 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from cxrseg.data import natural_key
 from cxrseg.errors import InputError
+from cxrseg.io import (
+    IMAGE_EXTENSIONS,
+    atomic_write,
+    is_image_file,
+    read_image,
+    write_image,
+    write_json,
+    write_mask,
+)
+from cxrseg.report.contact_sheet import overlay
 
 if TYPE_CHECKING:
     from cxrseg.inference.predictor import Prediction, Predictor
@@ -87,8 +97,6 @@ def expand_inputs(inputs: Iterable[str | Path]) -> InputFiles:
     file found twice is kept once. A path that does not exist, a glob without matches and a
     file given by name that cxrseg cannot read as an image are listed as failed.
     """
-    from cxrseg.data import natural_key
-    from cxrseg.io import IMAGE_EXTENSIONS, is_image_file
 
     found = InputFiles()
     seen: set[Path] = set()
@@ -236,7 +244,6 @@ def predict_paths(
 def _read_all(
     paths: Sequence[Path], failed: list[tuple[Path, str]]
 ) -> tuple[list[np.ndarray], list[Path]]:
-    from cxrseg.io import read_image
 
     images: list[np.ndarray] = []
     kept: list[Path] = []
@@ -263,7 +270,6 @@ def _write_case(
     overlays: bool,
     flags: Sequence[Flag] = (),
 ) -> None:
-    from cxrseg.io import write_image, write_mask
 
     if label_map:
         labelled = np.zeros(image.shape, np.uint8)
@@ -283,9 +289,6 @@ def _write_overlay(
     path: Path, image: np.ndarray, masks: dict[str, np.ndarray], flags: Sequence[Flag] = ()
 ) -> None:
     import cv2
-
-    from cxrseg.io import atomic_write
-    from cxrseg.report.contact_sheet import overlay
 
     rgb = overlay(image, masks)
     if flags:  # a red frame and the codes: this mask is not to be trusted
@@ -325,7 +328,6 @@ def _write_record(
     summary: PredictSummary,
     label_map: bool,
 ) -> None:
-    from cxrseg.io import atomic_write
 
     info = predictor.info
     record = {
@@ -340,5 +342,4 @@ def _write_record(
         "cases": records,
         "failed": [{"source": str(p), "error": m} for p, m in summary.failed],
     }
-    with atomic_write(out / "predictions.json") as tmp:
-        tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    write_json(out / "predictions.json", record, indent=2)
