@@ -44,7 +44,7 @@ from cxrseg.errors import InputError
 from cxrseg.evaluation import evaluate
 from cxrseg.inference import Predictor, predict_paths
 from cxrseg.inference.ensemble import CROSSVAL_FILE, CROSSVAL_FORMAT
-from cxrseg.io import atomic_write, read_mask, write_mask
+from cxrseg.io import read_mask, write_json, write_mask
 from cxrseg.postprocess import choose_postprocessing, postprocess_mask
 from cxrseg.training.config import TrainConfig, config_diff
 from cxrseg.training.defaults import pick_device
@@ -142,21 +142,16 @@ def _train_fold(data: str | Path, out: Path, fold: int, dataset: Dataset, splits
     if dist.is_main:
         train_ids, val_ids = splits.folds[fold]
         _predict_oof(run, dataset, val_ids, config)
-        _write_json(run / FOLD_RECORD, {
+        write_json(run / FOLD_RECORD, {
             "fold": fold, "n_train": len(train_ids), "n_val": len(val_ids), "val": val_ids,
             "stopped": result.stopped, "epoch": result.epoch,
             "best_epoch": result.best_epoch, "best_dice": result.best_dice,
-        })  # fmt: skip
+        }, indent=1)  # fmt: skip
     barrier(dist)
 
 
 def _ignore(event: dict[str, Any]) -> None:
     del event
-
-
-def _write_json(path: Path, value: Any) -> None:
-    with atomic_write(path) as tmp:
-        tmp.write_text(json.dumps(value, indent=1) + "\n", encoding="utf-8")
 
 
 # --- the plan: options and folds, saved once ------------------------------------------------
@@ -237,13 +232,13 @@ def _save_plan(out: Path, config: TrainConfig, splits: Splits) -> None:
     if not (out / "config.yaml").is_file():
         config.to_yaml(out / "config.yaml")
     if not (out / "splits.json").is_file():
-        _write_json(out / "splits.json", splits.to_dict())
+        write_json(out / "splits.json", splits.to_dict(), indent=1)
     for i, (train_ids, val_ids) in enumerate(splits.folds):
         target = out / "splits" / f"fold_{i}.json"
         one = replace(splits, train=train_ids, val=val_ids, k=None, folds=[(train_ids, val_ids)])
         if not target.is_file():
             target.parent.mkdir(parents=True, exist_ok=True)
-            _write_json(target, one.to_dict())
+            write_json(target, one.to_dict(), indent=1)
 
 
 def _saved_splits(path: Path, ids: list[str]) -> Splits:
@@ -325,7 +320,7 @@ def _summarise(out: Path, dataset: Dataset, splits: Splits) -> dict[str, Any]:
         "fold_results": [{k: v for k, v in r.items() if k != "val"} for r in fold_results],
         "oof": "oof", "evaluation": "evaluation",
     }  # fmt: skip
-    _write_json(out / CROSSVAL_FILE, _finite(record))
+    write_json(out / CROSSVAL_FILE, _finite(record), indent=1)
     return record
 
 

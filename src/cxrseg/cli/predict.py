@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from cxrseg.cli._app import app, console, err_console, fail, progress_bar
+from cxrseg.cli._threads import Threads, use_threads
 from cxrseg.errors import CxrsegError, InputError
 
 
@@ -23,7 +24,10 @@ def predict_command(
         ),
     ],
     out: Annotated[
-        Path, typer.Option("--out", "-o", help="Output folder: masks/<structure>/<id>.png, ...")
+        Path,
+        typer.Option(
+            "--out", "-o", metavar="DIR", help="Output folder: masks/<structure>/<id>.png, ..."
+        ),  # fmt: skip
     ],
     shipped: Annotated[
         str | None,
@@ -56,6 +60,7 @@ def predict_command(
         typer.Option(help="auto (ONNX Runtime on the CPU when installed), torch or onnxruntime."),
     ] = "auto",
     batch_size: Annotated[int, typer.Option("--batch-size", help="Images per network call.")] = 4,
+    threads: Threads = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Segment radiographs; masks keep each image's original size. Exit 1 if any input failed.
@@ -68,12 +73,14 @@ def predict_command(
 
     from cxrseg.inference import Predictor, predict_paths
 
+    use_threads(threads)  # after the imports: it sets the pools they loaded
+
     flips = [name for name, on in (("hflip", tta), ("vflip", tta_vflip)) if on]
     try:
         model, inputs = _model_and_inputs(paths, shipped)
         predictor = Predictor.from_checkpoint(
             model, device=device, tta=flips, runtime=runtime, postprocess=postprocess,
-            batch_size=batch_size,
+            batch_size=batch_size, threads=threads,
         )  # fmt: skip
         with progress_bar("predicting", enabled=not quiet) as progress:
             summary = predict_paths(predictor, inputs, out, label_map=label_map,
@@ -89,6 +96,7 @@ def predict_command(
     )
     if summary.skipped:
         console.print(f"Skipped {len(summary.skipped)} non-image file(s) in the input folders.")
+    _warn_flagged(summary.flagged, len(summary.written), predictor.info.quality is not None)
     if summary.failed:
         err_console.print(f"[bold red]{len(summary.failed)} input(s) failed:[/]", markup=True)
         for path, message in summary.failed:
@@ -96,11 +104,28 @@ def predict_command(
         raise typer.Exit(1)
 
 
+def _warn_flagged(flagged: dict[str, Any], written: int, learned: bool) -> None:
+    """One warning line per flagged case, then the count (exit status unchanged)."""
+    from rich.markup import escape
+
+    for case_id, flags in flagged.items():
+        reasons = "; ".join(f"{flag.code}: {flag.message}" for flag in flags)
+        err_console.print(f"[yellow]warning[/] {escape(case_id)}: {escape(reasons)}")
+    if flagged:
+        err_console.print(
+            f"[yellow]{len(flagged)} of {written} prediction(s) flagged[/]: check them before "
+            "use (flags in predictions.json)"
+        )
+    if not learned:
+        err_console.print("This model has no learned ranges (older checkpoint): only the "
+                          "image and confidence checks ran.")  # fmt: skip
+
+
 def _model_and_inputs(paths: list[str], shipped: str | None) -> tuple[Path, list[str]]:
     """Split the positional arguments into the model and the inputs."""
     if shipped is not None:
         # lazy: start-up time
-        from cxrseg.pretrained import model_path
+        from cxrseg.catalogue import model_path
 
         return model_path(shipped), paths
     if len(paths) < 2:
@@ -110,7 +135,7 @@ def _model_and_inputs(paths: list[str], shipped: str | None) -> tuple[Path, list
             "INPUT... --out DIR for the lung model shipped with cxrseg",
         )
     # lazy: start-up time
-    from cxrseg.pretrained import resolve
+    from cxrseg.catalogue import resolve
 
     return resolve(paths[0]), paths[1:]  # a shipped model's name works as MODEL too
 
@@ -134,7 +159,7 @@ def export_command(
 
     from rich.markup import escape
 
-    from cxrseg.export import ExportCheckError, default_export_path, export_model
+    from cxrseg.inference.export import ExportCheckError, default_export_path, export_model
 
     try:
         target = out if out is not None else default_export_path(run, format)
@@ -164,7 +189,7 @@ def models_command(
     from rich.markup import escape
     from rich.table import Table
 
-    from cxrseg.pretrained import available, describe
+    from cxrseg.catalogue import available, describe
 
     try:
         if name is not None:

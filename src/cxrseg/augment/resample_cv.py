@@ -1,6 +1,6 @@
-"""Resample an image and its masks with one backward map (NumPy arrays, OpenCV).
+"""Resampling, OpenCV twin: an image and its masks through one backward map (NumPy arrays).
 
-The map comes from :mod:`cxrseg.augment.functional` (``cv2.remap`` convention). The image is
+The map comes from :mod:`cxrseg.augment.geometry` (``cv2.remap`` convention). The image is
 interpolated (bilinear by default, or bicubic); masks are always sampled nearest, so every output
 mask value is one of the input's and labels never blur. Image and masks use the same border mode,
 so they stay aligned even where the border is reflected.
@@ -25,7 +25,7 @@ import numpy as np
 
 from cxrseg.errors import InputError
 
-__all__ = ["BORDERS", "INTERPOLATIONS", "remap", "warp"]
+__all__ = ["BORDERS", "INTERPOLATIONS", "RESIZE_MODES", "remap", "resize_pair", "warp"]
 
 logger = logging.getLogger(__name__)
 
@@ -275,7 +275,7 @@ def warp(
         image: (H, W) or (H, W, C) image; see :func:`remap` for dtypes.
         masks: None, a dict ``name -> (H, W) array`` or a list/tuple of (H, W) arrays; label
             values of any dtype (bool included).
-        maps: ``(map_x, map_y)``, float32 (H', W'), e.g. from :mod:`cxrseg.augment.functional`.
+        maps: ``(map_x, map_y)``, float32 (H', W'), e.g. from :mod:`cxrseg.augment.geometry`.
         interpolation: Image interpolation, ``"bilinear"`` or ``"bicubic"`` (or ``"nearest"``).
         border: ``"constant"`` or ``"reflect"``, for the image and the masks alike.
         fill: Image value outside the source with ``border="constant"``; masks get 0 there.
@@ -305,3 +305,39 @@ def warp(
     if isinstance(masks, list | tuple):
         return warped, tuple(arrays) if isinstance(masks, tuple) else arrays
     return warped, dict(zip(masks.keys(), arrays, strict=True))  # type: ignore[union-attr]
+
+
+RESIZE_MODES = ("squash", "letterbox")
+
+
+def resize_pair(
+    image: np.ndarray, masks: dict[str, np.ndarray], size: int, mode: str = "squash"
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Resize an image (area/bilinear) and its masks (nearest) to ``size`` x ``size``.
+
+    Args:
+        image: float32 (H, W).
+        masks: name -> uint8 (H, W).
+        size: Output side in pixels.
+        mode: ``squash`` (ignore the aspect ratio) or ``letterbox`` (keep it, pad with 0).
+    """
+    height, width = image.shape[:2]
+    if mode == "squash":
+        inner = (size, size)
+    else:
+        scale = size / max(height, width)
+        inner = (max(1, round(height * scale)), max(1, round(width * scale)))
+    if inner != (height, width):
+        shrink = inner[0] < height or inner[1] < width
+        interp = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+        image = cv2.resize(image, inner[::-1], interpolation=interp)
+        masks = {
+            k: cv2.resize(m, inner[::-1], interpolation=cv2.INTER_NEAREST_EXACT)
+            for k, m in masks.items()
+        }
+    if inner != (size, size):
+        top, left = (size - inner[0]) // 2, (size - inner[1]) // 2
+        pad = ((top, size - inner[0] - top), (left, size - inner[1] - left))
+        image = np.pad(image, pad)
+        masks = {k: np.pad(m, pad) for k, m in masks.items()}
+    return np.clip(image, 0.0, 1.0).astype(np.float32), masks

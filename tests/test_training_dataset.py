@@ -11,17 +11,16 @@ from torch.utils.data import DataLoader
 
 from cxrseg.augment.pipeline import Pipeline
 from cxrseg.data import discover
-from cxrseg.data.torch_dataset import (
+from cxrseg.training.dataset import (
     CachedCases,
     EpochSampler,
     SegmentationDataset,
     cache_cases,
     normalize_batch,
 )
-from training_builders import lungs_folder, one_thread
+from training_builders import lungs_folder
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-__all__ = ["one_thread"]  # the fixture, imported for pytest
 
 
 @pytest.fixture(scope="module")
