@@ -19,12 +19,14 @@ check them.
 4. ``OUT/model`` is the best checkpoint with its post-processing settled on validation
    evidence only (the anatomical steps for two lungs, keep the two largest components and fill
    holes, are switched on where the run's validation report shows they did not lower Dice).
-5. That model predicts every held-out test case once; ``cxrseg.evaluation.evaluate`` scores
+5. The plausible ranges of the quality flags are learned from the training cases and stored in
+   ``OUT/model/model.json`` (:func:`cxrseg.training.add_quality_ranges`).
+6. That model predicts every held-out test case once; ``cxrseg.evaluation.evaluate`` scores
    each set's cases and both together at 512 x 512. ``OUT/results.json`` holds the figures
    (mean, std, median, 5th percentile Dice, Jaccard, HD95) beside those of the model installed
    when the run started (``OUT/previous_results.json``), and ``OUT/MODEL_CARD.md`` is written
    from them (``scripts/lung_model_card.py``).
-6. ``--install`` copies ``model.safetensors``, ``model.json``, ``results.json`` and
+7. ``--install`` copies ``model.safetensors``, ``model.json``, ``results.json`` and
    ``MODEL_CARD.md`` into ``src/cxrseg/pretrained/lungs/`` (the weights' LICENSE.md stays).
 
 Run (the time budget covers the training; prediction and scoring take about 2 more minutes)::
@@ -113,6 +115,7 @@ def main() -> int:
     run = args.out / "run"
     train(args, data, write_splits(args, splits), run)
     model = settle_model(args, run)
+    quality_ranges(data, splits, model)
     rows = test_sets(args, data, model, splits)
     results = describe(args, run, model, rows, previous)
     write_outputs(args, model, results)
@@ -233,6 +236,20 @@ def settle_model(args: argparse.Namespace, run: Path) -> Path:
     (folder / "model.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
     print(f"post-processing of the shipped model: {config}", file=sys.stderr)
     return folder
+
+
+def quality_ranges(data: Path, splits: dict[str, Any], model: Path) -> None:
+    """The plausible ranges of the quality flags, learned from the training cases of both sets.
+
+    ``cxrseg train`` stores them in every checkpoint; this learns them again from the same
+    cases (:func:`cxrseg.training.add_quality_ranges`), so a run made before it did has them.
+    """
+    from cxrseg.data import discover
+    from cxrseg.training import add_quality_ranges
+
+    train_ids = [case_id for split in splits.values() for case_id in split.train]
+    ranges = add_quality_ranges(model, discover(data), train_ids)
+    print(f"quality ranges learned from {ranges['n_cases']} training cases", file=sys.stderr)
 
 
 def test_sets(

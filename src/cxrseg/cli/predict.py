@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from cxrseg.cli._app import app, console, err_console, fail, progress_bar
+from cxrseg.cli._threads import Threads, use_threads
 from cxrseg.errors import CxrsegError, InputError
 
 
@@ -23,7 +24,10 @@ def predict_command(
         ),
     ],
     out: Annotated[
-        Path, typer.Option("--out", "-o", help="Output folder: masks/<structure>/<id>.png, ...")
+        Path,
+        typer.Option(
+            "--out", "-o", metavar="DIR", help="Output folder: masks/<structure>/<id>.png, ..."
+        ),  # fmt: skip
     ],
     shipped: Annotated[
         str | None,
@@ -56,6 +60,7 @@ def predict_command(
         typer.Option(help="auto (ONNX Runtime on the CPU when installed), torch or onnxruntime."),
     ] = "auto",
     batch_size: Annotated[int, typer.Option("--batch-size", help="Images per network call.")] = 4,
+    threads: Threads = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Segment radiographs; masks keep each image's original size. Exit 1 if any input failed.
@@ -68,12 +73,14 @@ def predict_command(
 
     from cxrseg.inference import Predictor, predict_paths
 
+    use_threads(threads)  # after the imports: it sets the pools they loaded
+
     flips = [name for name, on in (("hflip", tta), ("vflip", tta_vflip)) if on]
     try:
         model, inputs = _model_and_inputs(paths, shipped)
         predictor = Predictor.from_checkpoint(
             model, device=device, tta=flips, runtime=runtime, postprocess=postprocess,
-            batch_size=batch_size,
+            batch_size=batch_size, threads=threads,
         )  # fmt: skip
         with progress_bar("predicting", enabled=not quiet) as progress:
             summary = predict_paths(predictor, inputs, out, label_map=label_map,
@@ -89,11 +96,29 @@ def predict_command(
     )
     if summary.skipped:
         console.print(f"Skipped {len(summary.skipped)} non-image file(s) in the input folders.")
+    _warn_flagged(summary.flagged, len(summary.written), predictor.info.quality is not None)
     if summary.failed:
         err_console.print(f"[bold red]{len(summary.failed)} input(s) failed:[/]", markup=True)
         for path, message in summary.failed:
             err_console.print(f"  {escape(str(path))}: {escape(message)}", markup=True)
         raise typer.Exit(1)
+
+
+def _warn_flagged(flagged: dict[str, Any], written: int, learned: bool) -> None:
+    """One warning line per flagged case, then the count (exit status unchanged)."""
+    from rich.markup import escape
+
+    for case_id, flags in flagged.items():
+        reasons = "; ".join(f"{flag.code}: {flag.message}" for flag in flags)
+        err_console.print(f"[yellow]warning[/] {escape(case_id)}: {escape(reasons)}")
+    if flagged:
+        err_console.print(
+            f"[yellow]{len(flagged)} of {written} prediction(s) flagged[/]: check them before "
+            "use (flags in predictions.json)"
+        )
+    if not learned:
+        err_console.print("This model has no learned ranges (older checkpoint): only the "
+                          "image and confidence checks ran.")  # fmt: skip
 
 
 def _model_and_inputs(paths: list[str], shipped: str | None) -> tuple[Path, list[str]]:
