@@ -153,6 +153,7 @@ class Predictor:
         device: str = "auto",
         tta: bool | str | Sequence[str] = False,
         runtime: str = "auto",
+        amp: bool = True,
         **options: Any,
     ) -> Predictor:
         """Load a run folder, checkpoint or exported ``.onnx`` model.
@@ -161,10 +162,14 @@ class Predictor:
             path: See :func:`cxrseg.inference.model_file.locate_model`.
             device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
             tta: As in the constructor.
-            runtime: For a checkpoint: ``"auto"`` runs it in ONNX Runtime on the CPU when
-                that is installed (exported in memory and checked against PyTorch once),
-                else in PyTorch; ``"torch"`` or ``"onnxruntime"`` force one. See
-                :func:`~cxrseg.inference.backends.open_backend`.
+            runtime: For a checkpoint on the CPU: ``"auto"`` runs it in PyTorch with bfloat16
+                autocast where the CPU has native bfloat16, else in ONNX Runtime when that is
+                installed (exported in memory and checked against PyTorch once), else in
+                PyTorch; ``"torch"`` or ``"onnxruntime"`` force one. See
+                :func:`~cxrseg.inference.backends.open_backend`. The backend's ``runtime``,
+                ``precision`` and ``reason`` say what was chosen and why.
+            amp: Let PyTorch use bfloat16 (float16 on GPUs without it) where the device
+                computes it natively; ``False`` keeps float32.
             options: Further constructor arguments (``postprocess``, ``batch_size``,
                 ``threshold``).
 
@@ -174,7 +179,7 @@ class Predictor:
         """
         model = locate_model(path)
         info = model_info(model)
-        backend = open_backend(model, device, runtime)
+        backend = open_backend(model, device, runtime, amp=amp)
         channels = getattr(backend, "output_channels", None)
         if channels is not None and channels != len(info.channels):
             raise InputError(
@@ -183,7 +188,8 @@ class Predictor:
                 path=model.path,
                 hint="export the model again with `cxrseg export`",
             )
-        logger.debug("loaded %s model %s on %s", model.kind, model.path, backend.device)
+        logger.info("loaded %s model %s on %s: %s %s (%s)", model.kind, model.path,
+                    backend.device, backend.runtime, backend.precision, backend.reason)  # fmt: skip
         predictor = cls(backend, info, tta=tta, **options)
         predictor.source = model.path
         return predictor
