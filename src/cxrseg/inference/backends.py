@@ -36,7 +36,6 @@ __all__ = [
     "OnnxBackend",
     "TorchBackend",
     "choose_cpu_runtime",
-    "fold_batch_norm",
     "onnx_from_torch",
     "open_backend",
 ]
@@ -83,7 +82,8 @@ class TorchBackend:
         channels_last: Use the channels-last memory format (faster convolutions on most
             hardware).
         fold_norm: Run a copy of the model with each batch norm folded into the convolution
-            before it (:func:`fold_batch_norm`; the caller's model is left as it is).
+            before it (:func:`cxrseg.models.fusion.fold_batch_norm`; the caller's model is left
+            as it is).
     """
 
     def __init__(
@@ -95,7 +95,8 @@ class TorchBackend:
         channels_last: bool = True,
         fold_norm: bool = True,
     ):
-        import torch  # lazy, as the precision query: an ONNX-only predictor never imports torch
+        # lazy: start-up time (torch and the precision query; the ONNX path runs without them)
+        import torch
 
         from cxrseg.training.precision import autocast_dtype, precision_name
 
@@ -113,6 +114,9 @@ class TorchBackend:
         self.runtime = "torch"
         self.channels_last = channels_last
         if fold_norm:
+            # lazy: start-up time (models imports torch; the ONNX path runs without it)
+            from cxrseg.models.fusion import fold_batch_norm
+
             model = fold_batch_norm(model)
         self.model = model.to(self.torch_device).eval()
         if channels_last:
@@ -227,6 +231,7 @@ def open_backend(
     torch_options = {k: v for k, v in options.items() if k not in _ORT_OPTIONS}
     if model.kind == "onnx":
         return OnnxBackend(model.path, device, **ort_options)
+    # lazy: start-up time (torch only for checkpoints, not for .onnx models)
     import torch
 
     from cxrseg.training.checkpoint import load_checkpoint
@@ -264,6 +269,7 @@ def choose_cpu_runtime(runtime: str, amp: bool = True) -> tuple[str, str]:
     """
     if runtime != "auto":
         return runtime, f"--runtime {runtime}"
+    # lazy: start-up time (the precision query imports torch)
     from cxrseg.training.precision import autocast_dtype
 
     dtype, why = autocast_dtype("cpu", amp)
@@ -314,9 +320,10 @@ def onnx_from_torch(
     Raises:
         InputError: Only with ``strict``: the export failed or disagrees.
     """
+    # lazy: start-up time (torch and the ONNX exporter only when a checkpoint runs in ONNX Runtime)
     import torch
 
-    from cxrseg.export import onnx_bytes
+    from cxrseg.inference.export import onnx_bytes
 
     network = network.eval()
     generator = torch.Generator().manual_seed(seed)
@@ -344,32 +351,3 @@ def onnx_from_torch(
         raise InputError(reason, hint="use --runtime torch")
     logger.warning("%s; predicting with PyTorch instead", reason)
     return None
-
-
-def fold_batch_norm(model: Any) -> Any:
-    """A copy of ``model`` in eval mode with each ``BatchNorm2d`` folded into the ``Conv2d``
-    just before it (same :class:`torch.nn.Sequential`), which becomes ``Identity``.
-
-    Folding uses the running statistics, so the copy computes what the model computes in
-    eval mode (up to float rounding) with one pass over each feature map fewer.
-    """
-    import copy
-
-    from torch import nn
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-
-    folded = copy.deepcopy(model).eval()
-    for module in folded.modules():
-        if not isinstance(module, nn.Sequential):
-            continue
-        children = list(module._modules.items())
-        for (name, conv), (norm_name, norm) in zip(children, children[1:], strict=False):
-            if (
-                isinstance(conv, nn.Conv2d)
-                and isinstance(norm, nn.BatchNorm2d)
-                and norm.track_running_stats
-                and norm.running_mean is not None
-            ):
-                module._modules[name] = fuse_conv_bn_eval(conv, norm)
-                module._modules[norm_name] = nn.Identity()
-    return folded
