@@ -59,7 +59,7 @@ def test_cosine_is_halfway_at_the_middle_of_the_decay() -> None:
 
 def test_schedule_spans_the_configured_epochs() -> None:
     model = torch.nn.Linear(2, 2)
-    config = TrainConfig(epochs=4, lr=0.1, warmup_epochs=0, min_lr_ratio=0.0)
+    config = TrainConfig(epochs=4, lr=0.1, warmup_epochs=0, min_lr_ratio=0.0, schedule="cosine")
     optimizer = build_optimizer(model, config)
     scheduler = build_scheduler(optimizer, config, steps_per_epoch=3)
     lrs = []
@@ -107,7 +107,7 @@ def test_a_few_phantoms_overfit_to_dice_above_095() -> None:
     torch.manual_seed(0)
     loader = DataLoader(SegmentationDataset(_phantoms()), batch_size=4)
     model = create_model("unet", in_channels=1, num_classes=4, depth=3, base_channels=8)
-    config = TrainConfig(epochs=80, lr=1e-2, warmup_epochs=0)
+    config = TrainConfig(epochs=80, lr=1e-2, warmup_epochs=0, schedule="cosine")
     optimizer = build_optimizer(model, config)
     scheduler = build_scheduler(optimizer, config, steps_per_epoch=1)
     loss_fn = SegmentationLoss("softmax", "dice_ce")

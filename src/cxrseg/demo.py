@@ -171,7 +171,8 @@ def run_demo(
             removed; other files are left alone).
         device: ``"auto"``, ``"cpu"`` or ``"cuda"`` for training and prediction.
         on_event: Receives dicts: ``{"event": "step", "step", "index", "steps"}`` when a step
-            starts, ``{"event": "progress", "step", "done", "total"}`` during it, and
+            starts, ``{"event": "progress", "step", "done", "total"}`` during it, the
+            training's ``{"event": "epoch", ...}`` (see :func:`cxrseg.training.train`), and
             ``{"event": "done", "step", "seconds", "message"}`` when it ends.
 
     Returns:
@@ -188,7 +189,7 @@ def run_demo(
     seconds: dict[str, float] = {}
     stages = {"phantoms": _phantoms, "augment": _augment, "train": _train,
               "predict": _predict, "evaluate": _evaluate}  # fmt: skip
-    state: dict[str, Any] = {"device": device}
+    state: dict[str, Any] = {"device": device, "emit": emit}
     for index, step in enumerate(STEPS, 1):
         emit({"event": "step", "step": step, "index": index, "steps": len(STEPS)})
 
@@ -356,6 +357,7 @@ def _train(out: Path, settings: DemoSettings, state: dict[str, Any], progress: P
         val_fraction=settings.val_fraction,
         test_fraction=0.0,
         patience=0,
+        schedule="cosine",  # the demo's short fixed run decays over exactly its epochs
         augmentation={},  # the distortions were done offline, in step 2
         seed=settings.seed,
         device=state["device"],
@@ -371,6 +373,7 @@ def _train(out: Path, settings: DemoSettings, state: dict[str, Any], progress: P
             progress(0, settings.epochs)
         elif event["event"] == "epoch":
             progress(int(event["epoch"]), settings.epochs)
+            state["emit"](event)
 
     result = train(data, out / "run", config, splits=data / "splits.json", on_event=on_event)
     start = state.get("train_start", {})

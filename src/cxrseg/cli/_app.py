@@ -12,14 +12,16 @@ import typer
 from rich.console import Console
 
 from cxrseg._version import __version__
+from cxrseg.cli._help import App
 from cxrseg.errors import CxrsegError
 
-app = typer.Typer(
+app = App(
     name="cxrseg",
     help="Chest radiograph segmentation: inspect data, augment, train, predict, evaluate.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # click's plain help: see cxrseg.cli._help
 )
 
 console = Console(stderr=False, highlight=False, soft_wrap=True)

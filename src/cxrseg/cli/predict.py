@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from cxrseg.cli._app import app, console, err_console, fail, progress_bar
+from cxrseg.cli._threads import Threads, use_threads
 from cxrseg.errors import CxrsegError, InputError
 
 
@@ -23,7 +24,10 @@ def predict_command(
         ),
     ],
     out: Annotated[
-        Path, typer.Option("--out", "-o", help="Output folder: masks/<structure>/<id>.png, ...")
+        Path,
+        typer.Option(
+            "--out", "-o", metavar="DIR", help="Output folder: masks/<structure>/<id>.png, ..."
+        ),  # fmt: skip
     ],
     shipped: Annotated[
         str | None,
@@ -65,6 +69,7 @@ def predict_command(
         bool, typer.Option("--verbose", "-v", help="Say which runtime and precision, and why.")
     ] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Images per network call.")] = 4,
+    threads: Threads = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Segment radiographs; masks keep each image's original size. Exit 1 if any input failed.
@@ -77,12 +82,14 @@ def predict_command(
 
     from cxrseg.inference import Predictor, predict_paths
 
+    use_threads(threads)  # after the imports: it sets the pools they loaded
+
     flips = [name for name, on in (("hflip", tta), ("vflip", tta_vflip)) if on]
     try:
         model, inputs = _model_and_inputs(paths, shipped)
         predictor = Predictor.from_checkpoint(
             model, device=device, tta=flips, runtime=runtime, amp=amp, postprocess=postprocess,
-            batch_size=batch_size,
+            batch_size=batch_size, threads=threads,
         )  # fmt: skip
         backend = predictor.backend
         if verbose:

@@ -110,12 +110,12 @@ def _postprocess_config(value: Any, info: ModelInfo) -> dict[str, Any]:
 
 
 def _open_model(
-    path: str | Path, device: str, runtime: str, amp: bool = True
+    path: str | Path, device: str, runtime: str, **backend_options: Any
 ) -> tuple[ModelInfo, Backend, Path]:
     """A model's checked metadata, its backend and its file."""
     model = locate_model(path)
     info = model_info(model)
-    backend = open_backend(model, device, runtime, amp=amp)
+    backend = open_backend(model, device, runtime, **backend_options)
     channels = getattr(backend, "output_channels", None)
     if channels is not None and channels != len(info.channels):
         raise InputError(
@@ -184,6 +184,7 @@ class Predictor:
         tta: bool | str | Sequence[str] = False,
         runtime: str = "auto",
         amp: bool = True,
+        threads: int | None = None,
         **options: Any,
     ) -> Predictor:
         """Load a run folder, checkpoint, exported ``.onnx`` model or cross-validation folder.
@@ -202,6 +203,8 @@ class Predictor:
                 ``precision`` and ``reason`` say what was chosen and why.
             amp: Let PyTorch use bfloat16 (float16 on GPUs without it) where the device
                 computes it natively; ``False`` keeps float32.
+            threads: ONNX Runtime's intra-op threads (``None``: as many as PyTorch for a
+                checkpoint, ONNX Runtime's own choice for an ``.onnx`` model).
             options: Further constructor arguments (``postprocess``, ``batch_size``,
                 ``threshold``).
 
@@ -209,13 +212,16 @@ class Predictor:
             InputError: No usable model at ``path``, a model from a newer cxrseg, or an
                 unavailable device.
         """
+        backend_options: dict[str, Any] = {"amp": amp}
+        if threads is not None:
+            backend_options["threads"] = threads
         if not is_crossval(path):
-            info, backend, source = _open_model(path, device, runtime, amp)
+            info, backend, source = _open_model(path, device, runtime, **backend_options)
             predictor = cls(backend, info, tta=tta, **options)
             predictor.source = source
             return predictor
         ensemble = read_crossval(path)
-        members = [_open_model(fold, device, runtime, amp) for fold in ensemble.folds]
+        members = [_open_model(fold, device, runtime, **backend_options) for fold in ensemble.folds]
         info = replace(members[0][0], postprocessing=ensemble.postprocessing)
         for fold, (other, _, source) in zip(ensemble.folds, members, strict=True):
             if replace(other, postprocessing={}) != replace(info, postprocessing={}):
