@@ -21,20 +21,21 @@ channels swapped before averaging the probabilities.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from scipy.special import expit
 
+from cxrseg.data.dataset import swap_left_right_name
 from cxrseg.errors import InputError
 from cxrseg.inference.backends import Backend, open_backend
 from cxrseg.inference.ensemble import is_crossval, read_crossval
 from cxrseg.inference.model_file import ModelInfo, locate_model, model_info
 from cxrseg.inference.preprocess import normalize, prepare, restore
+from cxrseg.quality import Flag, check_prediction
 
 __all__ = ["FLIPS", "Prediction", "Predictor", "mirror_name"]
 
@@ -43,22 +44,8 @@ logger = logging.getLogger(__name__)
 FLIPS = ("hflip", "vflip", "hvflip")
 """Flips test-time augmentation can add; ``tta=True`` means ``("hflip",)``."""
 
-_SIDE = re.compile(r"(?<![a-z])(left|right)(?![a-z])", re.IGNORECASE)
-
-
-def mirror_name(name: str) -> str:
-    """The structure a horizontal flip turns ``name`` into: ``left_lung`` <-> ``right_lung``.
-
-    ``left``/``right`` are swapped where they stand as words (``left_lung``, ``lung_right``,
-    ``Left Lung``); other names are returned unchanged.
-    """
-
-    def swap(match: re.Match[str]) -> str:
-        word = match[0]
-        other = "right" if word.lower() == "left" else "left"
-        return other.upper() if word.isupper() else other.title() if word.istitle() else other
-
-    return _SIDE.sub(swap, name)
+#: The left/right swap of a structure name (one function for augmentation and prediction).
+mirror_name = swap_left_right_name
 
 
 @dataclass(frozen=True)
@@ -69,10 +56,13 @@ class Prediction:
         masks: uint8 0/1 (H, W) per structure, at the image's original size.
         probabilities: float32 (H, W) in [0, 1] per structure (softmax: that class's
             probability; sigmoid: the structure's), or ``None`` when not asked for.
+        flags: Reasons not to trust this prediction (:mod:`cxrseg.quality`); empty when it
+            looks plausible.
     """
 
     masks: dict[str, np.ndarray]
     probabilities: dict[str, np.ndarray] | None = None
+    flags: list[Flag] = field(default_factory=list)
 
 
 def _flip_list(tta: bool | str | Sequence[str]) -> tuple[str, ...]:
@@ -255,6 +245,9 @@ class Predictor:
     ) -> list[Prediction]:
         """Segment several images of any sizes, ``batch_size`` at a time through the network.
 
+        Each prediction carries its quality flags (:func:`cxrseg.quality.check_prediction`
+        with the ranges the model learned from its training data).
+
         Args:
             images: (H, W) float32 images in [0, 1].
             probabilities: Also return the probability maps.
@@ -271,7 +264,10 @@ class Predictor:
             chunk = images[start : start + self.batch_size]
             maps = self.network_probabilities(chunk)
             for image, prob in zip(chunk, maps, strict=True):
-                results.append(self._finish(prob, image.shape, probabilities))
+                prediction = self._finish(prob, image.shape, probabilities)
+                flags = check_prediction(image, prediction.masks, self.info.quality, prob,
+                                         self.info.mode)  # fmt: skip
+                results.append(replace(prediction, flags=flags))
         return results
 
     def network_probabilities(self, images: Sequence[np.ndarray]) -> np.ndarray:
