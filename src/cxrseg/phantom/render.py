@@ -155,5 +155,14 @@ def _bones(
         cx, cy = to_pixels(end[None] + [[side * 0.04, 0.07]], h, w)[0]
         cv2.ellipse(humeri, (int(cx), int(cy)), axes, 0, 0, 360, 90, -1, cv2.LINE_AA, SHIFT)
     bones = bones + humeri.astype(np.float32) / 255.0
-    bones = bones + 1.2 * (masks["left_clavicle"] | masks["right_clavicle"])
-    return _smooth(bones.astype(np.float32), 0.003 * s)
+    return _smooth((bones + _clavicles(rng, grid, masks)).astype(np.float32), 0.003 * s)
+
+
+def _clavicles(rng: np.random.Generator, grid: _Grid, masks: dict[str, np.ndarray]) -> np.ndarray:
+    """Clavicle bone (H, W): a cortical tube, bright at its rims and faint inside, about as
+    dense as a rib (0.75-1.1 against the ribs' 0.2-0.7 over the lungs), so it stands out from
+    the lungs and ribs it crosses no more than on a real film."""
+    both = masks["left_clavicle"] | masks["right_clavicle"]
+    depth = cv2.distanceTransform(both, cv2.DIST_L2, 3)
+    rim = np.exp(-depth / max(0.004 * grid.s, 0.5))
+    return rng.uniform(0.75, 1.1) * both * (0.5 + 0.5 * rim)
