@@ -6,6 +6,7 @@
     labels/<id>.png                     0 = background, k = k-th structure (label_map=True)
     probabilities/<structure>/<id>.png  16-bit, probability x 65535 (save_probabilities=True)
     overlays/<id>.png                   the radiograph with the masks drawn over it (overlays=True)
+    dicom-seg/<id>.dcm                  a DICOM Segmentation of each DICOM input (formats)
     predictions.json                    the model, settings and the source file of every id
 
 The id of a case is its file stem. Inputs are never written: an output folder that is an
@@ -26,15 +27,18 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cxrseg.errors import InputError
+from cxrseg.io.dicom_seg import require_highdicom, write_dicom_seg
 
 if TYPE_CHECKING:
     from cxrseg.inference.predictor import Prediction, Predictor
 
-__all__ = ["InputFiles", "PredictSummary", "expand_inputs", "predict_paths"]
+__all__ = ["OUTPUT_FORMATS", "InputFiles", "PredictSummary", "expand_inputs", "predict_paths"]
 
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
+#: ``png``: masks/ (or labels/) PNGs; ``dicom-seg``: a DICOM SEG per DICOM input (highdicom).
+OUTPUT_FORMATS = ("png", "dicom-seg")
 _GLOB_CHARS = frozenset("*?[")
 
 
@@ -47,10 +51,12 @@ class PredictSummary:
         written: Ids of the cases whose outputs were written, in input order.
         failed: ``(path, message)`` of every input that could not be used.
         skipped: Files in input folders that are not images (not an error).
+        dicom_seg: Ids of the cases with a DICOM SEG (``formats`` with ``dicom-seg``).
     """
 
     out: Path
     written: list[str] = field(default_factory=list)
+    dicom_seg: list[str] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)
 
@@ -167,6 +173,7 @@ def predict_paths(
     overlays: bool = False,
     batch_size: int | None = None,
     progress: Progress | None = None,
+    formats: Sequence[str] = ("png",),
 ) -> PredictSummary:
     """Predict every input image and write the results under ``out`` (layout above).
 
@@ -179,15 +186,20 @@ def predict_paths(
         overlays: Also write overlay PNGs.
         batch_size: Images read and predicted together (default: the predictor's).
         progress: Called with ``(done, total)`` after each batch.
+        formats: Of :data:`OUTPUT_FORMATS`. With ``dicom-seg`` every DICOM input also gets
+            ``dicom-seg/<id>.dcm`` (:func:`cxrseg.io.dicom_seg.write_dicom_seg`); another input
+            gets none, and fails when ``png`` is not asked for either.
 
     Returns:
         The summary; ``failed`` lists unreadable inputs, which did not stop the others.
 
     Raises:
         InputError: No input at all, two inputs with the same id, an output folder that
-            overlaps the inputs, or a label map asked of a model whose structures overlap.
+            overlaps the inputs, a label map asked of a model whose structures overlap, an
+            unknown format, or ``dicom-seg`` without highdicom.
     """
     out = Path(out)
+    formats = _check_formats(formats)
     info = predictor.info
     if label_map and info.mode == "sigmoid" and len(info.labels) > 1:
         raise InputError(
@@ -211,9 +223,16 @@ def predict_paths(
         images, paths = _read_all(chunk, summary.failed)
         predictions = predictor.predict_batch(images, probabilities=save_probabilities)
         for path, image, prediction in zip(paths, images, predictions, strict=True):
-            _write_case(out, path.stem, image, prediction, info.labels, label_map, overlays)
+            seg = _write_seg(out, path, prediction, predictor, formats, summary.failed)
+            if seg is False:
+                continue
+            _write_case(out, path.stem, image, prediction, info.labels, label_map, overlays,
+                        masks="png" in formats)  # fmt: skip
             summary.written.append(path.stem)
-            records.append({"id": path.stem, "source": str(path), "shape": list(image.shape)})
+            if seg:
+                summary.dicom_seg.append(path.stem)
+            records.append({"id": path.stem, "source": str(path), "shape": list(image.shape),
+                            "dicom_seg": seg})  # fmt: skip
         done += len(chunk)
         if progress is not None:
             progress(done, total)
@@ -249,21 +268,66 @@ def _write_case(
     labels: Sequence[str],
     label_map: bool,
     overlays: bool,
+    masks: bool = True,
 ) -> None:
     from cxrseg.io import write_image, write_mask
 
-    if label_map:
+    if masks and label_map:
         labelled = np.zeros(image.shape, np.uint8)
         for k, name in enumerate(labels, start=1):  # a later structure wins where they meet
             labelled[prediction.masks[name] > 0] = k
         write_mask(out / "labels" / f"{case_id}.png", labelled)
-    else:
+    elif masks:
         for name in labels:
             write_mask(out / "masks" / name / f"{case_id}.png", prediction.masks[name] * 255)
     for name, prob in (prediction.probabilities or {}).items():
         write_image(out / "probabilities" / name / f"{case_id}.png", prob, bit_depth=16)
     if overlays:
         _write_overlay(out / "overlays" / f"{case_id}.png", image, prediction.masks)
+
+
+def _check_formats(formats: Sequence[str]) -> tuple[str, ...]:
+    """The formats asked for, checked; highdicom imported when a DICOM SEG is among them."""
+    chosen = tuple(dict.fromkeys(formats))
+    unknown = [name for name in chosen if name not in OUTPUT_FORMATS]
+    if unknown or not chosen:
+        raise InputError(
+            f"output format {', '.join(unknown) or '(none)'} is not one of "
+            f"{', '.join(OUTPUT_FORMATS)}",
+            hint="use --output-format png, dicom-seg or png,dicom-seg",
+        )
+    if "dicom-seg" in chosen:
+        require_highdicom()  # before any prediction: the message names the extra
+    return chosen
+
+
+def _write_seg(
+    out: Path,
+    path: Path,
+    prediction: Prediction,
+    predictor: Predictor,
+    formats: Sequence[str],
+    failed: list[tuple[Path, str]],
+) -> str | None | bool:
+    """Write ``dicom-seg/<id>.dcm`` when asked and ``path`` is DICOM: its path relative to
+    ``out``, ``None`` when none was due, ``False`` (listed in ``failed``) when it failed."""
+    if "dicom-seg" not in formats:
+        return None
+    from pydicom.misc import is_dicom
+
+    if "png" in formats and not is_dicom(path):
+        return None  # PNG masks for this one; a SEG only references DICOM sources
+    target = Path("dicom-seg") / f"{path.stem}.dcm"
+    source = Path(predictor.source) if predictor.source is not None else Path("cxrseg")
+    model = source.parent.name if source.name in ("best", "last") else source.stem
+    masks = {name: prediction.masks[name] for name in predictor.info.labels}
+    try:
+        write_dicom_seg(out / target, path, masks, model_name=model)
+    except InputError as exc:
+        failed.append((path, getattr(exc, "reason", None) or str(exc)))
+        logger.warning("no DICOM SEG for %s: %s", path, exc)
+        return False
+    return target.as_posix()
 
 
 def _write_overlay(path: Path, image: np.ndarray, masks: dict[str, np.ndarray]) -> None:
