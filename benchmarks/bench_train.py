@@ -39,16 +39,16 @@ import torch
 from torch.utils.data import DataLoader
 
 from cxrseg.augment.pipeline import Pipeline
+from cxrseg.losses import SegmentationLoss, masks_to_target
+from cxrseg.models import create_model
+from cxrseg.phantom import make_phantom
+from cxrseg.training.config import TrainConfig, default_augmentation
 from cxrseg.training.dataset import (
     CachedCases,
     EpochSampler,
     SegmentationDataset,
     device_augment,
 )
-from cxrseg.losses import SegmentationLoss, masks_to_target
-from cxrseg.models import create_model
-from cxrseg.phantom import make_phantom
-from cxrseg.training.config import TrainConfig, default_augmentation
 from cxrseg.training.distributed import DistInfo
 from cxrseg.training.loop import StepSettings, build_optimizer, build_scheduler, train_one_epoch
 from cxrseg.training.precision import autocast_dtype, precision_name

@@ -24,10 +24,8 @@ from cxrseg.training.loop import (
     lr_factor,
     train_one_epoch,
 )
-from training_builders import one_thread
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-__all__ = ["one_thread"]  # the fixture, imported for pytest
 
 NAMES = ["left_lung", "right_lung", "heart"]  # exclusive structures: softmax mode
 CPU = StepSettings(torch.device("cpu"), "softmax")

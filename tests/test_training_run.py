@@ -12,15 +12,11 @@ from safetensors.torch import load_file
 from cxrseg.errors import InputError
 from cxrseg.training import TrainingStopped, load_checkpoint, train
 from cxrseg.training.curves import read_metrics_csv
-from training_builders import lungs_folder, one_thread, phantom_folder, tiny_config
+from training_builders import lungs_folder, phantom_folder, tiny_config
+
+PHANTOMS = {"n": 8}  # the conftest fixture's dataset
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
-__all__ = ["one_thread"]  # the fixture, imported for pytest
-
-
-@pytest.fixture(scope="module")
-def phantoms(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return phantom_folder(tmp_path_factory.mktemp("phantoms"))
 
 
 @pytest.fixture(scope="module")

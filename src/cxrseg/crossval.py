@@ -45,7 +45,7 @@ from cxrseg.errors import InputError
 from cxrseg.evaluation import evaluate
 from cxrseg.inference import Predictor, predict_paths
 from cxrseg.inference.ensemble import CROSSVAL_FILE, CROSSVAL_FORMAT
-from cxrseg.io import atomic_write, read_mask, write_mask
+from cxrseg.io import read_mask, write_json, write_mask
 from cxrseg.postprocess import choose_postprocessing, postprocess_mask
 from cxrseg.training.config import TrainConfig, config_diff
 from cxrseg.training.resume import last_dir
@@ -127,12 +127,12 @@ def train_folds(
         result = train(data, run, config, resume=resume, splits=given, on_event=on_event)
         if main:
             _predict_oof(run, dataset, splits.folds[fold][1], config)
-            _write_json(run / FOLD_RECORD, {
+            write_json(run / FOLD_RECORD, {
                 "fold": fold, "n_train": len(splits.folds[fold][0]),
                 "n_val": len(splits.folds[fold][1]), "val": splits.folds[fold][1],
                 "stopped": result.stopped, "epoch": result.epoch,
                 "best_epoch": result.best_epoch, "best_dice": result.best_dice,
-            })  # fmt: skip
+            }, indent=1)  # fmt: skip
     if not main:
         return CrossvalResult(out, {})
     record = _summarise(out, dataset, splits)
@@ -142,11 +142,6 @@ def train_folds(
 
 def _ignore(event: dict[str, Any]) -> None:
     del event
-
-
-def _write_json(path: Path, value: Any) -> None:
-    with atomic_write(path) as tmp:
-        tmp.write_text(json.dumps(value, indent=1) + "\n", encoding="utf-8")
 
 
 # --- the plan: options and folds, saved once ------------------------------------------------
@@ -226,13 +221,13 @@ def _cv_splits(
         )
     if main:
         if not path.is_file():
-            _write_json(path, saved.to_dict())
+            write_json(path, saved.to_dict(), indent=1)
         for i, (train_ids, val_ids) in enumerate(saved.folds):
             target = out / "splits" / f"fold_{i}.json"
             one = replace(saved, train=train_ids, val=val_ids, k=None, folds=[(train_ids, val_ids)])
             if not target.is_file():
                 target.parent.mkdir(parents=True, exist_ok=True)
-                _write_json(target, one.to_dict())
+                write_json(target, one.to_dict(), indent=1)
     return saved
 
 
@@ -308,7 +303,7 @@ def _summarise(out: Path, dataset: Dataset, splits: Splits) -> dict[str, Any]:
         "fold_results": [{k: v for k, v in r.items() if k != "val"} for r in fold_results],
         "oof": "oof", "evaluation": "evaluation",
     }  # fmt: skip
-    _write_json(out / CROSSVAL_FILE, _finite(record))
+    write_json(out / CROSSVAL_FILE, _finite(record), indent=1)
     return record
 
 

@@ -26,6 +26,7 @@ from typing import Any
 from cxrseg.errors import InputError
 from cxrseg.inference.ensemble import is_crossval
 from cxrseg.inference.preprocess import NORMALIZATIONS, RESIZE_MODES
+from cxrseg.io import read_json
 from cxrseg.versions import check_made_by
 
 __all__ = [
@@ -107,13 +108,7 @@ def check_version(metadata: Mapping[str, Any], path: Path) -> None:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"not a readable JSON file ({exc})", path=path, hint=_MODEL_HINT) from exc
-    if not isinstance(data, dict):
-        raise InputError("the model JSON must hold an object", path=path, hint=_MODEL_HINT)
-    return data
+    return read_json(path, what="the model JSON", hint=_MODEL_HINT)
 
 
 def _onnx_metadata(path: Path) -> dict[str, Any]:

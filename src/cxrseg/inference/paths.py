@@ -17,7 +17,6 @@ A file that cannot be read is listed in the summary and the others are still pro
 from __future__ import annotations
 
 import glob
-import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -26,8 +25,19 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from cxrseg.data import natural_key
 from cxrseg.errors import InputError
+from cxrseg.io import (
+    IMAGE_EXTENSIONS,
+    atomic_write,
+    is_image_file,
+    read_image,
+    write_image,
+    write_json,
+    write_mask,
+)
 from cxrseg.io.dicom_seg import require_highdicom, write_dicom_seg
+from cxrseg.report.contact_sheet import overlay
 
 if TYPE_CHECKING:
     from cxrseg.inference.predictor import Prediction, Predictor
@@ -85,8 +95,6 @@ def expand_inputs(inputs: Iterable[str | Path]) -> InputFiles:
     file found twice is kept once. A path that does not exist, a glob without matches and a
     file given by name that cxrseg cannot read as an image are listed as failed.
     """
-    from cxrseg.data import natural_key
-    from cxrseg.io import IMAGE_EXTENSIONS, is_image_file
 
     found = InputFiles()
     seen: set[Path] = set()
@@ -243,7 +251,6 @@ def predict_paths(
 def _read_all(
     paths: Sequence[Path], failed: list[tuple[Path, str]]
 ) -> tuple[list[np.ndarray], list[Path]]:
-    from cxrseg.io import read_image
 
     images: list[np.ndarray] = []
     kept: list[Path] = []
@@ -270,8 +277,6 @@ def _write_case(
     overlays: bool,
     masks: bool = True,
 ) -> None:
-    from cxrseg.io import write_image, write_mask
-
     if masks and label_map:
         labelled = np.zeros(image.shape, np.uint8)
         for k, name in enumerate(labels, start=1):  # a later structure wins where they meet
@@ -333,9 +338,6 @@ def _write_seg(
 def _write_overlay(path: Path, image: np.ndarray, masks: dict[str, np.ndarray]) -> None:
     import cv2
 
-    from cxrseg.io import atomic_write
-    from cxrseg.report.contact_sheet import overlay
-
     rgb = overlay(image, masks)
     with atomic_write(path) as tmp:
         if not cv2.imwrite(str(tmp), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
@@ -349,7 +351,6 @@ def _write_record(
     summary: PredictSummary,
     label_map: bool,
 ) -> None:
-    from cxrseg.io import atomic_write
 
     info = predictor.info
     record = {
@@ -364,5 +365,4 @@ def _write_record(
         "cases": records,
         "failed": [{"source": str(p), "error": m} for p, m in summary.failed],
     }
-    with atomic_write(out / "predictions.json") as tmp:
-        tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    write_json(out / "predictions.json", record, indent=2)

@@ -21,7 +21,6 @@ channels swapped before averaging the probabilities.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Any
 import numpy as np
 from scipy.special import expit
 
+from cxrseg.data.dataset import swap_left_right_name
 from cxrseg.errors import InputError
 from cxrseg.inference.backends import Backend, open_backend
 from cxrseg.inference.ensemble import is_crossval, read_crossval
@@ -43,22 +43,8 @@ logger = logging.getLogger(__name__)
 FLIPS = ("hflip", "vflip", "hvflip")
 """Flips test-time augmentation can add; ``tta=True`` means ``("hflip",)``."""
 
-_SIDE = re.compile(r"(?<![a-z])(left|right)(?![a-z])", re.IGNORECASE)
-
-
-def mirror_name(name: str) -> str:
-    """The structure a horizontal flip turns ``name`` into: ``left_lung`` <-> ``right_lung``.
-
-    ``left``/``right`` are swapped where they stand as words (``left_lung``, ``lung_right``,
-    ``Left Lung``); other names are returned unchanged.
-    """
-
-    def swap(match: re.Match[str]) -> str:
-        word = match[0]
-        other = "right" if word.lower() == "left" else "left"
-        return other.upper() if word.isupper() else other.title() if word.istitle() else other
-
-    return _SIDE.sub(swap, name)
+#: The left/right swap of a structure name (one function for augmentation and prediction).
+mirror_name = swap_left_right_name
 
 
 @dataclass(frozen=True)

@@ -27,10 +27,13 @@ placeholder (72 or 96 dpi); JSRT 0.175 mm; otherwise ``None``.
 from __future__ import annotations
 
 from cxrseg.io._common import IMAGE_EXTENSIONS, ImageInfo, is_image_file
+from cxrseg.io.jsonfile import read_json, write_json
 from cxrseg.io.reading import read_image, read_image_info, read_mask
 from cxrseg.io.writing import atomic_write, write_image, write_mask
 
 __all__ = [
+    "read_json",
+    "write_json",
     "IMAGE_EXTENSIONS",
     "ImageInfo",
     "atomic_write",
