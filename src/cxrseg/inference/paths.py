@@ -7,7 +7,12 @@
     probabilities/<structure>/<id>.png  16-bit, probability x 65535 (save_probabilities=True)
     overlays/<id>.png                   the radiograph with the masks drawn over it (overlays=True)
     dicom-seg/<id>.dcm                  a DICOM Segmentation of each DICOM input (formats)
-    predictions.json                    the model, settings and the source file of every id
+    predictions.json                    the model, settings, the source file and flags of every id
+
+Every case in ``predictions.json`` has ``flags``: an empty list when the prediction looks
+plausible, else ``{"code", "message"}`` items (:mod:`cxrseg.quality`; for DICOM inputs also
+the header's modality and body part). The overlay of a flagged case has a red frame and the
+flag codes written in its top-left corner.
 
 The id of a case is its file stem. Inputs are never written: an output folder that is an
 input folder, lies inside one, or holds an input file is refused before anything is written.
@@ -37,6 +42,7 @@ from cxrseg.io import (
     write_mask,
 )
 from cxrseg.io.dicom_seg import require_highdicom, write_dicom_seg
+from cxrseg.quality import Flag, header_flags
 from cxrseg.report.contact_sheet import overlay
 
 if TYPE_CHECKING:
@@ -61,11 +67,13 @@ class PredictSummary:
         written: Ids of the cases whose outputs were written, in input order.
         failed: ``(path, message)`` of every input that could not be used.
         skipped: Files in input folders that are not images (not an error).
+        flagged: ``{id: [Flag, ...]}`` of the written cases with quality flags.
         dicom_seg: Ids of the cases with a DICOM SEG (``formats`` with ``dicom-seg``).
     """
 
     out: Path
     written: list[str] = field(default_factory=list)
+    flagged: dict[str, list[Flag]] = field(default_factory=dict)
     dicom_seg: list[str] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)
@@ -234,13 +242,16 @@ def predict_paths(
             seg = _write_seg(out, path, prediction, predictor, formats, summary.failed)
             if seg is False:
                 continue
+            flags = [*prediction.flags, *dicom_flags(path)]
             _write_case(out, path.stem, image, prediction, info.labels, label_map, overlays,
-                        masks="png" in formats)  # fmt: skip
+                        flags, masks="png" in formats)  # fmt: skip
             summary.written.append(path.stem)
+            if flags:
+                summary.flagged[path.stem] = flags
             if seg:
                 summary.dicom_seg.append(path.stem)
             records.append({"id": path.stem, "source": str(path), "shape": list(image.shape),
-                            "dicom_seg": seg})  # fmt: skip
+                            "flags": [flag.to_dict() for flag in flags], "dicom_seg": seg})  # fmt: skip
         done += len(chunk)
         if progress is not None:
             progress(done, total)
@@ -275,6 +286,7 @@ def _write_case(
     labels: Sequence[str],
     label_map: bool,
     overlays: bool,
+    flags: Sequence[Flag] = (),
     masks: bool = True,
 ) -> None:
     if masks and label_map:
@@ -288,7 +300,7 @@ def _write_case(
     for name, prob in (prediction.probabilities or {}).items():
         write_image(out / "probabilities" / name / f"{case_id}.png", prob, bit_depth=16)
     if overlays:
-        _write_overlay(out / "overlays" / f"{case_id}.png", image, prediction.masks)
+        _write_overlay(out / "overlays" / f"{case_id}.png", image, prediction.masks, flags)
 
 
 def _check_formats(formats: Sequence[str]) -> tuple[str, ...]:
@@ -335,13 +347,34 @@ def _write_seg(
     return target.as_posix()
 
 
-def _write_overlay(path: Path, image: np.ndarray, masks: dict[str, np.ndarray]) -> None:
-    import cv2
+def _write_overlay(
+    path: Path, image: np.ndarray, masks: dict[str, np.ndarray], flags: Sequence[Flag] = ()
+) -> None:
+    import cv2  # lazy: start-up time
 
     rgb = overlay(image, masks)
+    if flags:  # a red frame and the codes: this mask is not to be trusted
+        side = max(2, min(rgb.shape[:2]) // 80)
+        height, width = rgb.shape[:2]
+        cv2.rectangle(rgb, (0, 0), (width - 1, height - 1), (255, 0, 0), 2 * side)
+        scale = max(0.4, min(rgb.shape[:2]) / 800)
+        text = "FLAGGED: " + ", ".join(dict.fromkeys(flag.code for flag in flags))
+        cv2.putText(rgb, text, (2 * side, 2 * side + int(22 * scale)), cv2.FONT_HERSHEY_SIMPLEX,
+                    scale, (255, 0, 0), max(1, int(2 * scale)), cv2.LINE_AA)  # fmt: skip
     with atomic_write(path) as tmp:
         if not cv2.imwrite(str(tmp), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
             raise InputError("OpenCV could not write the overlay", path=path)
+
+
+def dicom_flags(path: Path) -> list[Flag]:
+    """Flags of a DICOM file's Modality and BodyPartExamined (none for other files)."""
+    try:
+        import pydicom  # lazy: start-up time
+
+        header = pydicom.dcmread(path, stop_before_pixels=True)
+    except Exception:  # not DICOM (pydicom raises several types); nothing to check
+        return []
+    return header_flags(header.get("Modality"), header.get("BodyPartExamined"))
 
 
 def _write_record(
@@ -362,6 +395,8 @@ def _write_record(
         "postprocessing": {k: v.to_dict() for k, v in predictor.postprocessing.items()},
         "device": predictor.backend.device,
         "runtime": getattr(predictor.backend, "runtime", type(predictor.backend).__name__),
+        "precision": getattr(predictor.backend, "precision", "float32"),
+        "runtime_reason": getattr(predictor.backend, "reason", ""),
         "cases": records,
         "failed": [{"source": str(p), "error": m} for p, m in summary.failed],
     }

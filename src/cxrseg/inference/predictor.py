@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from cxrseg.inference.backends import Backend, open_backend
 from cxrseg.inference.ensemble import is_crossval, read_crossval
 from cxrseg.inference.model_file import ModelInfo, locate_model, model_info
 from cxrseg.inference.preprocess import normalize, prepare, restore
+from cxrseg.quality import Flag, check_prediction
 
 __all__ = ["FLIPS", "Prediction", "Predictor", "mirror_name"]
 
@@ -55,10 +56,13 @@ class Prediction:
         masks: uint8 0/1 (H, W) per structure, at the image's original size.
         probabilities: float32 (H, W) in [0, 1] per structure (softmax: that class's
             probability; sigmoid: the structure's), or ``None`` when not asked for.
+        flags: Reasons not to trust this prediction (:mod:`cxrseg.quality`); empty when it
+            looks plausible.
     """
 
     masks: dict[str, np.ndarray]
     probabilities: dict[str, np.ndarray] | None = None
+    flags: list[Flag] = field(default_factory=list)
 
 
 def _flip_list(tta: bool | str | Sequence[str]) -> tuple[str, ...]:
@@ -110,7 +114,8 @@ def _open_model(
             path=model.path,
             hint="export the model again with `cxrseg export`",
         )
-    logger.debug("loaded %s model %s on %s", model.kind, model.path, backend.device)
+    logger.info("loaded %s model %s on %s: %s %s (%s)", model.kind, model.path,
+                backend.device, backend.runtime, backend.precision, backend.reason)  # fmt: skip
     return info, backend, model.path
 
 
@@ -168,6 +173,7 @@ class Predictor:
         device: str = "auto",
         tta: bool | str | Sequence[str] = False,
         runtime: str = "auto",
+        amp: bool = True,
         threads: int | None = None,
         **options: Any,
     ) -> Predictor:
@@ -179,10 +185,14 @@ class Predictor:
                 ensemble with the post-processing chosen for it.
             device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
             tta: As in the constructor.
-            runtime: For a checkpoint: ``"auto"`` runs it in ONNX Runtime on the CPU when
-                that is installed (exported in memory and checked against PyTorch once),
-                else in PyTorch; ``"torch"`` or ``"onnxruntime"`` force one. See
-                :func:`~cxrseg.inference.backends.open_backend`.
+            runtime: For a checkpoint on the CPU: ``"auto"`` runs it in PyTorch with bfloat16
+                autocast where the CPU has native bfloat16, else in ONNX Runtime when that is
+                installed (exported in memory and checked against PyTorch once), else in
+                PyTorch; ``"torch"`` or ``"onnxruntime"`` force one. See
+                :func:`~cxrseg.inference.backends.open_backend`. The backend's ``runtime``,
+                ``precision`` and ``reason`` say what was chosen and why.
+            amp: Let PyTorch use bfloat16 (float16 on GPUs without it) where the device
+                computes it natively; ``False`` keeps float32.
             threads: ONNX Runtime's intra-op threads (``None``: as many as PyTorch for a
                 checkpoint, ONNX Runtime's own choice for an ``.onnx`` model).
             options: Further constructor arguments (``postprocess``, ``batch_size``,
@@ -192,14 +202,16 @@ class Predictor:
             InputError: No usable model at ``path``, a model from a newer cxrseg, or an
                 unavailable device.
         """
-        ort_options: dict[str, Any] = {} if threads is None else {"threads": threads}
+        backend_options: dict[str, Any] = {"amp": amp}
+        if threads is not None:
+            backend_options["threads"] = threads
         if not is_crossval(path):
-            info, backend, source = _open_model(path, device, runtime, **ort_options)
+            info, backend, source = _open_model(path, device, runtime, **backend_options)
             predictor = cls(backend, info, tta=tta, **options)
             predictor.source = source
             return predictor
         ensemble = read_crossval(path)
-        members = [_open_model(fold, device, runtime, **ort_options) for fold in ensemble.folds]
+        members = [_open_model(fold, device, runtime, **backend_options) for fold in ensemble.folds]
         info = replace(members[0][0], postprocessing=ensemble.postprocessing)
         for fold, (other, _, source) in zip(ensemble.folds, members, strict=True):
             if replace(other, postprocessing={}) != replace(info, postprocessing={}):
@@ -233,6 +245,9 @@ class Predictor:
     ) -> list[Prediction]:
         """Segment several images of any sizes, ``batch_size`` at a time through the network.
 
+        Each prediction carries its quality flags (:func:`cxrseg.quality.check_prediction`
+        with the ranges the model learned from its training data).
+
         Args:
             images: (H, W) float32 images in [0, 1].
             probabilities: Also return the probability maps.
@@ -249,7 +264,10 @@ class Predictor:
             chunk = images[start : start + self.batch_size]
             maps = self.network_probabilities(chunk)
             for image, prob in zip(chunk, maps, strict=True):
-                results.append(self._finish(prob, image.shape, probabilities))
+                prediction = self._finish(prob, image.shape, probabilities)
+                flags = check_prediction(image, prediction.masks, self.info.quality, prob,
+                                         self.info.mode)  # fmt: skip
+                results.append(replace(prediction, flags=flags))
         return results
 
     def network_probabilities(self, images: Sequence[np.ndarray]) -> np.ndarray:
