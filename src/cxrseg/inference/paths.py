@@ -21,7 +21,6 @@ A file that cannot be read is listed in the summary and the others are still pro
 
 from __future__ import annotations
 
-import glob
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -30,17 +29,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cxrseg.data import natural_key
 from cxrseg.errors import InputError
-from cxrseg.io import (
-    IMAGE_EXTENSIONS,
-    atomic_write,
-    is_image_file,
-    read_image,
-    write_image,
-    write_json,
-    write_mask,
-)
+from cxrseg.inference.inputs import InputFiles, check_ids, check_out, expand_inputs
+from cxrseg.io import atomic_write, read_image, write_image, write_json, write_mask
 from cxrseg.io.dicom_seg import require_highdicom, write_dicom_seg
 from cxrseg.quality import Flag, header_flags
 from cxrseg.report.contact_sheet import overlay
@@ -55,7 +46,6 @@ logger = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
 #: ``png``: masks/ (or labels/) PNGs; ``dicom-seg``: a DICOM SEG per DICOM input (highdicom).
 OUTPUT_FORMATS = ("png", "dicom-seg")
-_GLOB_CHARS = frozenset("*?[")
 
 
 @dataclass
@@ -77,106 +67,6 @@ class PredictSummary:
     dicom_seg: list[str] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)
-
-
-@dataclass
-class InputFiles:
-    """What :func:`expand_inputs` found.
-
-    Attributes:
-        files: Image files, in order, each once.
-        folders: The folders given.
-        failed: ``(path, reason)`` of inputs that are missing or not images.
-        skipped: Files in the folders (or glob matches) that are not images.
-    """
-
-    files: list[Path] = field(default_factory=list)
-    folders: list[Path] = field(default_factory=list)
-    failed: list[tuple[Path, str]] = field(default_factory=list)
-    skipped: list[Path] = field(default_factory=list)
-
-
-def expand_inputs(inputs: Iterable[str | Path]) -> InputFiles:
-    """Files, folders (their image files, not recursive) and globs -> image files.
-
-    Folder contents and glob matches are sorted naturally (``case2`` before ``case10``); a
-    file found twice is kept once. A path that does not exist, a glob without matches and a
-    file given by name that cxrseg cannot read as an image are listed as failed.
-    """
-
-    found = InputFiles()
-    seen: set[Path] = set()
-
-    def add(path: Path) -> None:
-        key = path.resolve()
-        if key not in seen:
-            seen.add(key)
-            found.files.append(path)
-
-    def by_name(paths: Iterable[Path]) -> list[Path]:
-        return sorted(paths, key=lambda p: natural_key(str(p)))
-
-    for item in inputs:
-        path = Path(item)
-        text = str(item)
-        if path.is_dir():
-            found.folders.append(path)
-            for child in by_name(p for p in path.iterdir() if p.is_file()):
-                if is_image_file(child):
-                    add(child)
-                elif not child.name.startswith("."):
-                    found.skipped.append(child)
-        elif path.is_file():
-            if is_image_file(path):
-                add(path)
-            else:
-                found.failed.append((path, f"not an image type cxrseg reads "
-                                           f"({', '.join(sorted(IMAGE_EXTENSIONS))})"))  # fmt: skip
-        elif _GLOB_CHARS & set(text):
-            matches = by_name(Path(p) for p in glob.glob(text, recursive=True))
-            images = [p for p in matches if p.is_file() and is_image_file(p)]
-            found.skipped.extend(p for p in matches if p.is_file() and not is_image_file(p))
-            if not images:
-                found.failed.append((path, "the pattern matches no image file"))
-            for image in images:
-                add(image)
-        else:
-            found.failed.append((path, "no such file or folder"))
-    return found
-
-
-def _check_ids(files: Sequence[Path]) -> None:
-    by_id: dict[str, list[Path]] = {}
-    for path in files:
-        by_id.setdefault(path.stem, []).append(path)
-    clashes = {k: v for k, v in by_id.items() if len(v) > 1}
-    if clashes:
-        listed = "; ".join(f"{k}: {', '.join(map(str, v))}" for k, v in clashes.items())
-        raise InputError(
-            f"several inputs have the same id (file stem), so their outputs would collide: "
-            f"{listed}",
-            hint="give only one file per id, or rename one of them",
-        )
-
-
-def _check_out(out: Path, found: InputFiles) -> None:
-    """Refuse an output folder that is, contains or lies inside an input folder or file."""
-    target = out.resolve()
-    for folder in found.folders:
-        place = folder.resolve()
-        if target == place or target.is_relative_to(place) or place.is_relative_to(target):
-            raise InputError(
-                f"the output folder would be mixed with the input folder {folder}",
-                path=out,
-                hint="choose an --out folder outside the inputs",
-            )
-    for file in found.files:
-        if file.resolve().is_relative_to(target):
-            raise InputError(
-                f"the output folder holds the input {file}; writing there could overwrite it",
-                path=out,
-                hint="choose an --out folder outside the inputs",
-            )
 
 
 def predict_paths(
@@ -226,8 +116,8 @@ def predict_paths(
     found = expand_inputs(inputs)
     if not found.files and not found.failed:
         raise InputError("no image files among the inputs", hint="give image files or folders")
-    _check_ids(found.files)
-    _check_out(out, found)
+    check_ids(found.files)
+    check_out(out, found)
     for path in found.skipped:
         logger.info("skipped %s: not an image file", path)
     summary = PredictSummary(out, failed=list(found.failed), skipped=list(found.skipped))
@@ -251,7 +141,8 @@ def predict_paths(
             if seg:
                 summary.dicom_seg.append(path.stem)
             records.append({"id": path.stem, "source": str(path), "shape": list(image.shape),
-                            "flags": [flag.to_dict() for flag in flags], "dicom_seg": seg})  # fmt: skip
+                            "flags": [flag.to_dict() for flag in flags],
+                            "dicom_seg": seg})  # fmt: skip
         done += len(chunk)
         if progress is not None:
             progress(done, total)
