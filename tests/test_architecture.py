@@ -62,7 +62,6 @@ KNOWN: frozenset[str] = frozenset()
 KNOWN_UNMARKED: frozenset[str] = frozenset(
     {
         "cxrseg.demo",
-        "cxrseg.inference.predictor",
         "cxrseg.phantom",
         "cxrseg.training.config",
         "cxrseg.training.curves",
