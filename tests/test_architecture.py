@@ -22,10 +22,17 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "cxrseg"
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     # the exception types and the version string every layer may use
     ("base", ("cxrseg.errors", "cxrseg._version")),
-    # small leaves: version checks, metrics, mask post-processing, the shipped models' catalogue
+    # small leaves: version checks, metrics, mask post-processing, the shipped models'
+    # catalogue, quality flags
     (
         "leaves",
-        ("cxrseg.versions", "cxrseg.metrics", "cxrseg.postprocess", "cxrseg.catalogue"),
+        (
+            "cxrseg.versions",
+            "cxrseg.metrics",
+            "cxrseg.postprocess",
+            "cxrseg.catalogue",
+            "cxrseg.quality",
+        ),
     ),
     ("io", ("cxrseg.io",)),
     # datasets on disk: discovery, validation, splits; prediction/reference pairing; phantoms

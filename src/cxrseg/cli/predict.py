@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -96,11 +96,29 @@ def predict_command(
     )
     if summary.skipped:
         console.print(f"Skipped {len(summary.skipped)} non-image file(s) in the input folders.")
+    _warn_flagged(summary.flagged, len(summary.written), predictor.info.quality is not None)
     if summary.failed:
         err_console.print(f"[bold red]{len(summary.failed)} input(s) failed:[/]", markup=True)
         for path, message in summary.failed:
             err_console.print(f"  {escape(str(path))}: {escape(message)}", markup=True)
         raise typer.Exit(1)
+
+
+def _warn_flagged(flagged: dict[str, Any], written: int, learned: bool) -> None:
+    """One warning line per flagged case, then the count (exit status unchanged)."""
+    from rich.markup import escape
+
+    for case_id, flags in flagged.items():
+        reasons = "; ".join(f"{flag.code}: {flag.message}" for flag in flags)
+        err_console.print(f"[yellow]warning[/] {escape(case_id)}: {escape(reasons)}")
+    if flagged:
+        err_console.print(
+            f"[yellow]{len(flagged)} of {written} prediction(s) flagged[/]: check them before "
+            "use (flags in predictions.json)"
+        )
+    if not learned:
+        err_console.print("This model has no learned ranges (older checkpoint): only the "
+                          "image and confidence checks ran.")  # fmt: skip
 
 
 def _model_and_inputs(paths: list[str], shipped: str | None) -> tuple[Path, list[str]]:

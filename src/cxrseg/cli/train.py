@@ -191,16 +191,20 @@ def _train_folds(
     record = result.record
     if not record:
         return  # not the main process of a torchrun job
-    table = Table(title=f"{record['k']}-fold cross-validation, {record['n_cases']} out-of-fold "
-                  "cases (mean ± sd over cases)")  # fmt: skip
-    for column in ("structure", "Dice", "Jaccard", "HD95 px", "Dice per fold"):
+    table = Table(title=f"{record['k']}-fold cross-validation: {record['n_cases']} cases, each "
+                  "predicted by the fold that did not train on it")  # fmt: skip
+    for column in ("structure", "Dice mean ± sd", "Jaccard", "HD95 px", "fold Dice"):
         table.add_column(column)
     for name in record["structures"]:
-        stats = record["summary"][name]
-        cells = [f"{stats[m]['mean']:.4f} ± {stats[m]['std']:.4f}" for m in ("dice", "jaccard")]
-        per_fold = ", ".join(f"{d:.4f}" for d in record["fold_dice"][name])
-        table.add_row(name, *cells, f"{stats['hd95']['mean']:.2f}", per_fold)
+        stats, per_fold = record["summary"][name], record["fold_dice"][name]
+        table.add_row(name, f"{stats['dice']['mean']:.4f} ± {stats['dice']['std']:.4f}",
+                      f"{stats['jaccard']['mean']:.4f}", f"{stats['hd95']['mean']:.2f}",
+                      f"{min(per_fold):.3f}-{max(per_fold):.3f}")  # fmt: skip
     console.print(table)
+    steps = {
+        name: {k: v for k, v in cfg.items() if v} for name, cfg in record["postprocessing"].items()
+    }
+    console.print(f"Post-processing chosen on all out-of-fold predictions: {steps}")
     console.print(f"Out-of-fold predictions: {escape(str(out / 'oof'))}; report: "
                   f"{escape(str(out / 'evaluation' / 'report.html'))}")  # fmt: skip
     console.print(f"Predict with the ensemble: cxrseg predict {escape(str(out))} IMAGES... "

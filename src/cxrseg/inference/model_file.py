@@ -80,6 +80,10 @@ class ModelInfo:
         resize: ``"squash"`` or ``"letterbox"``.
         normalization: ``"zscore"`` or ``"unit"``.
         postprocessing: Post-processing per structure as stored (``PostprocessConfig`` dicts).
+        quality: Plausible ranges learned from the training data
+            (:func:`cxrseg.quality.learn_ranges`), or None for a model saved without them.
+            Not compared: the folds of a cross-validation ensemble learned theirs from
+            different cases, and the ensemble uses the first fold's.
     """
 
     labels: tuple[str, ...]
@@ -88,6 +92,7 @@ class ModelInfo:
     resize: str
     normalization: str
     postprocessing: dict[str, dict[str, Any]] = field(default_factory=dict)
+    quality: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     @property
     def channels(self) -> tuple[str, ...]:
@@ -232,5 +237,8 @@ def model_info(model: ModelFile) -> ModelInfo:
     post = meta.get("postprocessing") or {}
     if not isinstance(post, dict) or not all(isinstance(v, dict) for v in post.values()):
         raise bad("postprocessing", "a mapping of structure name to settings")
+    quality = meta.get("quality")
+    if quality is not None and not isinstance(quality, dict):
+        raise bad("quality", "the ranges cxrseg.quality.learn_ranges returns, or no entry")
     return ModelInfo(tuple(labels), str(meta["mode"]), size, str(resize), str(normalization),
-                     dict(post))  # fmt: skip
+                     dict(post), quality)  # fmt: skip

@@ -6,7 +6,12 @@
     labels/<id>.png                     0 = background, k = k-th structure (label_map=True)
     probabilities/<structure>/<id>.png  16-bit, probability x 65535 (save_probabilities=True)
     overlays/<id>.png                   the radiograph with the masks drawn over it (overlays=True)
-    predictions.json                    the model, settings and the source file of every id
+    predictions.json                    the model, settings, the source file and flags of every id
+
+Every case in ``predictions.json`` has ``flags``: an empty list when the prediction looks
+plausible, else ``{"code", "message"}`` items (:mod:`cxrseg.quality`; for DICOM inputs also
+the header's modality and body part). The overlay of a flagged case has a red frame and the
+flag codes written in its top-left corner.
 
 The id of a case is its file stem. Inputs are never written: an output folder that is an
 input folder, lies inside one, or holds an input file is refused before anything is written.
@@ -39,6 +44,7 @@ from cxrseg.report.contact_sheet import overlay
 
 if TYPE_CHECKING:
     from cxrseg.inference.predictor import Prediction, Predictor
+    from cxrseg.quality import Flag
 
 __all__ = ["InputFiles", "PredictSummary", "expand_inputs", "predict_paths"]
 
@@ -57,10 +63,12 @@ class PredictSummary:
         written: Ids of the cases whose outputs were written, in input order.
         failed: ``(path, message)`` of every input that could not be used.
         skipped: Files in input folders that are not images (not an error).
+        flagged: ``{id: [Flag, ...]}`` of the written cases with quality flags.
     """
 
     out: Path
     written: list[str] = field(default_factory=list)
+    flagged: dict[str, list[Flag]] = field(default_factory=dict)
     failed: list[tuple[Path, str]] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)
 
@@ -219,9 +227,13 @@ def predict_paths(
         images, paths = _read_all(chunk, summary.failed)
         predictions = predictor.predict_batch(images, probabilities=save_probabilities)
         for path, image, prediction in zip(paths, images, predictions, strict=True):
-            _write_case(out, path.stem, image, prediction, info.labels, label_map, overlays)
+            flags = [*prediction.flags, *dicom_flags(path)]
+            _write_case(out, path.stem, image, prediction, info.labels, label_map, overlays, flags)
             summary.written.append(path.stem)
-            records.append({"id": path.stem, "source": str(path), "shape": list(image.shape)})
+            if flags:
+                summary.flagged[path.stem] = flags
+            records.append({"id": path.stem, "source": str(path), "shape": list(image.shape),
+                            "flags": [flag.to_dict() for flag in flags]})  # fmt: skip
         done += len(chunk)
         if progress is not None:
             progress(done, total)
@@ -256,6 +268,7 @@ def _write_case(
     labels: Sequence[str],
     label_map: bool,
     overlays: bool,
+    flags: Sequence[Flag] = (),
 ) -> None:
 
     if label_map:
@@ -269,16 +282,43 @@ def _write_case(
     for name, prob in (prediction.probabilities or {}).items():
         write_image(out / "probabilities" / name / f"{case_id}.png", prob, bit_depth=16)
     if overlays:
-        _write_overlay(out / "overlays" / f"{case_id}.png", image, prediction.masks)
+        _write_overlay(out / "overlays" / f"{case_id}.png", image, prediction.masks, flags)
 
 
-def _write_overlay(path: Path, image: np.ndarray, masks: dict[str, np.ndarray]) -> None:
+def _write_overlay(
+    path: Path, image: np.ndarray, masks: dict[str, np.ndarray], flags: Sequence[Flag] = ()
+) -> None:
     import cv2
 
     rgb = overlay(image, masks)
+    if flags:  # a red frame and the codes: this mask is not to be trusted
+        side = max(2, min(rgb.shape[:2]) // 80)
+        rgb[:side], rgb[-side:], rgb[:, :side], rgb[:, -side:] = (
+            (255, 0, 0),
+            (255, 0, 0),
+            (255, 0, 0),
+            (255, 0, 0),
+        )
+        scale = max(0.4, min(rgb.shape[:2]) / 800)
+        text = "FLAGGED: " + ", ".join(dict.fromkeys(flag.code for flag in flags))
+        cv2.putText(rgb, text, (2 * side, 2 * side + int(22 * scale)), cv2.FONT_HERSHEY_SIMPLEX,
+                    scale, (255, 0, 0), max(1, int(2 * scale)), cv2.LINE_AA)  # fmt: skip
     with atomic_write(path) as tmp:
         if not cv2.imwrite(str(tmp), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
             raise InputError("OpenCV could not write the overlay", path=path)
+
+
+def dicom_flags(path: Path) -> list[Flag]:
+    """Flags of a DICOM file's Modality and BodyPartExamined (none for other files)."""
+    from cxrseg.quality import header_flags
+
+    try:
+        import pydicom
+
+        header = pydicom.dcmread(path, stop_before_pixels=True)
+    except Exception:  # not DICOM (pydicom raises several types); nothing to check
+        return []
+    return header_flags(header.get("Modality"), header.get("BodyPartExamined"))
 
 
 def _write_record(

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from cxrseg.inference.backends import Backend, open_backend
 from cxrseg.inference.ensemble import is_crossval, read_crossval
 from cxrseg.inference.model_file import ModelInfo, locate_model, model_info
 from cxrseg.inference.preprocess import normalize, prepare, restore
+from cxrseg.quality import Flag, check_prediction
 
 __all__ = ["FLIPS", "Prediction", "Predictor", "mirror_name"]
 
@@ -54,10 +55,13 @@ class Prediction:
         masks: uint8 0/1 (H, W) per structure, at the image's original size.
         probabilities: float32 (H, W) in [0, 1] per structure (softmax: that class's
             probability; sigmoid: the structure's), or ``None`` when not asked for.
+        flags: Reasons not to trust this prediction (:mod:`cxrseg.quality`); empty when it
+            looks plausible.
     """
 
     masks: dict[str, np.ndarray]
     probabilities: dict[str, np.ndarray] | None = None
+    flags: list[Flag] = field(default_factory=list)
 
 
 def _flip_list(tta: bool | str | Sequence[str]) -> tuple[str, ...]:
@@ -233,6 +237,9 @@ class Predictor:
     ) -> list[Prediction]:
         """Segment several images of any sizes, ``batch_size`` at a time through the network.
 
+        Each prediction carries its quality flags (:func:`cxrseg.quality.check_prediction`
+        with the ranges the model learned from its training data).
+
         Args:
             images: (H, W) float32 images in [0, 1].
             probabilities: Also return the probability maps.
@@ -249,7 +256,10 @@ class Predictor:
             chunk = images[start : start + self.batch_size]
             maps = self.network_probabilities(chunk)
             for image, prob in zip(chunk, maps, strict=True):
-                results.append(self._finish(prob, image.shape, probabilities))
+                prediction = self._finish(prob, image.shape, probabilities)
+                flags = check_prediction(image, prediction.masks, self.info.quality, prob,
+                                         self.info.mode)  # fmt: skip
+                results.append(replace(prediction, flags=flags))
         return results
 
     def network_probabilities(self, images: Sequence[np.ndarray]) -> np.ndarray:

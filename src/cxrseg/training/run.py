@@ -113,6 +113,7 @@ def train(
     device = defaults.pick_device(config.device)
     fresh = not resume and not out.exists()
     with distributed_context(device.type) as dist:
+        barrier(dist)  # every process has checked the folder before the main one writes in it
         if dist.enabled and device.type == "cuda":
             device = torch.device("cuda", dist.local_rank)
         emit = on_event if (on_event is not None and dist.is_main) else _ignore

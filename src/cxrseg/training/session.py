@@ -39,6 +39,7 @@ from cxrseg.training.distributed import DistInfo, barrier
 from cxrseg.training.duration import format_seconds
 from cxrseg.training.loop import StepSettings, build_optimizer
 from cxrseg.training.precision import precision_name
+from cxrseg.training.quality_ranges import learn_quality_ranges
 from cxrseg.training.resume import data_identity, last_dir, load_init, restore
 from cxrseg.training.schedule import EarlyStopping, StopRule, build_scheduler
 from cxrseg.training.seeding import seed_everything, torch_generator
@@ -120,6 +121,7 @@ class RunData:
     val: CachedCases
     counts: dict[str, int]
     reasons: dict[str, str]
+    quality: dict[str, Any] | None = None
 
 
 @dataclass
@@ -189,8 +191,12 @@ def load_data(
     config = defaults.resolve_config(config, train_data, device, reasons)
     config.check_structures(structures)
     counts = {"train": len(train_cases), "val": len(val_cases), "test": len(test_cases)}
+    # plausible ranges for the quality flags of every prediction (cxrseg.quality)
+    quality = (
+        learn_quality_ranges(dataset, [c.case_id for c in train_cases]) if dist.is_main else None
+    )
     return RunData(
-        config, structures, data_identity(dataset), train_data, val_data, counts, reasons
+        config, structures, data_identity(dataset), train_data, val_data, counts, reasons, quality
     )
 
 
@@ -317,6 +323,7 @@ def _base_meta(config: TrainConfig, data: RunData) -> dict[str, Any]:
         "in_channels": 1,
         "config": config.to_dict(),
         "dataset": {"fingerprint": data.identity["fingerprint"], **data.counts},
+        "quality": data.quality,
     }
 
 
