@@ -69,11 +69,6 @@ KNOWN: frozenset[str] = frozenset()
 KNOWN_UNMARKED: frozenset[str] = frozenset(
     {
         "cxrseg.demo",
-        "cxrseg.phantom",
-        "cxrseg.training.config",
-        "cxrseg.training.curves",
-        "cxrseg.training.defaults",
-        "cxrseg.training.loop",
         "cxrseg.training.run",
     }
 )

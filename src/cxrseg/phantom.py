@@ -30,6 +30,7 @@ import numpy as np
 
 from cxrseg._version import __version__
 from cxrseg.errors import InputError
+from cxrseg.io import write_image, write_json, write_mask
 
 __all__ = ["STRUCTURES", "Phantom", "make_phantom", "write_phantom_dataset"]
 
@@ -132,8 +133,6 @@ def write_phantom_dataset(
         InputError: If ``out/images`` is not empty and ``overwrite`` is false, or ``out`` is a file.
         TypeError, ValueError: If ``n``, ``size`` or ``seed`` is invalid.
     """
-    from cxrseg.io import write_image, write_json, write_mask
-
     n = _check_int(n, "n", 1, "n=10")
     seed = _check_int(seed, "seed", 0, "seed=0")
     h, w = _parse_size(size)

@@ -40,6 +40,7 @@ from cxrseg.io import (
     write_json,
     write_mask,
 )
+from cxrseg.quality import header_flags
 from cxrseg.report.contact_sheet import overlay
 
 if TYPE_CHECKING:
@@ -310,8 +311,6 @@ def _write_overlay(
 
 def dicom_flags(path: Path) -> list[Flag]:
     """Flags of a DICOM file's Modality and BodyPartExamined (none for other files)."""
-    from cxrseg.quality import header_flags
-
     try:
         import pydicom
 
