@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from cxrseg.augment.base import check_choice, check_integer
 from cxrseg.augment.pipeline import Pipeline
+from cxrseg.checks import check_choice, check_integer
 from cxrseg.data import discover, load_case
 from cxrseg.data.loading import RESIZE_MODES, resize_pair
 from cxrseg.errors import InputError

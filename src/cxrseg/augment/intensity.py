@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import cv2
 import numpy as np
 
-from cxrseg.augment.base import Params, RandomTransform, UniformRange, check_number
+from cxrseg.augment.base import Params, RandomTransform, UniformRange
+from cxrseg.checks import check_number
 
 if TYPE_CHECKING:
     import torch
