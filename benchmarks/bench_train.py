@@ -29,13 +29,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from machine import cpu_header  # benchmarks/machine.py
 from torch.utils.data import DataLoader
 
 from cxrseg.augment.pipeline import Pipeline
@@ -66,24 +65,6 @@ def phantoms(n: int, size: int) -> CachedCases:
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def cpu_header() -> str:
-    """The CPU's model name and bfloat16 flags (from /proc/cpuinfo), and torch's own view."""
-    name, flags = platform.processor() or "unknown CPU", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                name = value.strip()
-            elif key.strip() == "flags":
-                flags = set(value.split())
-    except OSError:
-        pass
-    native = [f for f in ("amx_bf16", "avx512_bf16", "avx512_fp16", "amx_tile") if f in flags]
-    return (f"CPU: {name}; flags: {' '.join(native) or 'no bf16 flags'}; "
-            f"torch {torch.__version__} capability {torch.backends.cpu.get_cpu_capability()}; "
-            f"cxrseg picks {autocast_dtype('cpu')[1]}")  # fmt: skip
 
 
 def model_and_optimizer(args: argparse.Namespace, device: torch.device) -> tuple[Any, Any]:

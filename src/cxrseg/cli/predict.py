@@ -57,8 +57,17 @@ def predict_command(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     runtime: Annotated[
         str,
-        typer.Option(help="auto (ONNX Runtime on the CPU when installed), torch or onnxruntime."),
+        typer.Option(
+            help="auto (on the CPU: PyTorch bfloat16 where the CPU has it natively, "
+            "else ONNX Runtime), torch or onnxruntime."
+        ),
     ] = "auto",
+    amp: Annotated[
+        bool, typer.Option("--amp/--no-amp", help="bfloat16 where the device has it natively.")
+    ] = True,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Say which runtime and precision, and why.")
+    ] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Images per network call.")] = 4,
     threads: Threads = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
@@ -79,9 +88,13 @@ def predict_command(
     try:
         model, inputs = _model_and_inputs(paths, shipped)
         predictor = Predictor.from_checkpoint(
-            model, device=device, tta=flips, runtime=runtime, postprocess=postprocess,
+            model, device=device, tta=flips, runtime=runtime, amp=amp, postprocess=postprocess,
             batch_size=batch_size, threads=threads,
         )  # fmt: skip
+        backend = predictor.backend
+        if verbose:
+            err_console.print(f"runtime: {backend.runtime}, {backend.precision} on "
+                              f"{backend.device} ({escape(backend.reason)})")  # fmt: skip
         with progress_bar("predicting", enabled=not quiet) as progress:
             summary = predict_paths(predictor, inputs, out, label_map=label_map,
                                     save_probabilities=probabilities, overlays=overlays,
@@ -90,8 +103,8 @@ def predict_command(
         raise fail(escape(str(exc))) from exc
     layout = "labels/" if label_map else "masks/<structure>/"
     console.print(
-        f"Predicted {len(summary.written)} image(s) on {predictor.backend.device} "
-        f"({getattr(predictor.backend, 'runtime', '?')}) into "
+        f"Predicted {len(summary.written)} image(s) on {backend.device} "
+        f"({backend.runtime}, {backend.precision}) into "
         f"{escape(str(out))} ({layout}<id>.png)"
     )
     if summary.skipped:

@@ -338,6 +338,8 @@ def _write_record(
         "postprocessing": {k: v.to_dict() for k, v in predictor.postprocessing.items()},
         "device": predictor.backend.device,
         "runtime": getattr(predictor.backend, "runtime", type(predictor.backend).__name__),
+        "precision": getattr(predictor.backend, "precision", "float32"),
+        "runtime_reason": getattr(predictor.backend, "reason", ""),
         "cases": records,
         "failed": [{"source": str(p), "error": m} for p, m in summary.failed],
     }

@@ -114,7 +114,8 @@ def _open_model(
             path=model.path,
             hint="export the model again with `cxrseg export`",
         )
-    logger.debug("loaded %s model %s on %s", model.kind, model.path, backend.device)
+    logger.info("loaded %s model %s on %s: %s %s (%s)", model.kind, model.path,
+                backend.device, backend.runtime, backend.precision, backend.reason)  # fmt: skip
     return info, backend, model.path
 
 
@@ -172,6 +173,7 @@ class Predictor:
         device: str = "auto",
         tta: bool | str | Sequence[str] = False,
         runtime: str = "auto",
+        amp: bool = True,
         threads: int | None = None,
         **options: Any,
     ) -> Predictor:
@@ -183,10 +185,14 @@ class Predictor:
                 ensemble with the post-processing chosen for it.
             device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
             tta: As in the constructor.
-            runtime: For a checkpoint: ``"auto"`` runs it in ONNX Runtime on the CPU when
-                that is installed (exported in memory and checked against PyTorch once),
-                else in PyTorch; ``"torch"`` or ``"onnxruntime"`` force one. See
-                :func:`~cxrseg.inference.backends.open_backend`.
+            runtime: For a checkpoint on the CPU: ``"auto"`` runs it in PyTorch with bfloat16
+                autocast where the CPU has native bfloat16, else in ONNX Runtime when that is
+                installed (exported in memory and checked against PyTorch once), else in
+                PyTorch; ``"torch"`` or ``"onnxruntime"`` force one. See
+                :func:`~cxrseg.inference.backends.open_backend`. The backend's ``runtime``,
+                ``precision`` and ``reason`` say what was chosen and why.
+            amp: Let PyTorch use bfloat16 (float16 on GPUs without it) where the device
+                computes it natively; ``False`` keeps float32.
             threads: ONNX Runtime's intra-op threads (``None``: as many as PyTorch for a
                 checkpoint, ONNX Runtime's own choice for an ``.onnx`` model).
             options: Further constructor arguments (``postprocess``, ``batch_size``,
@@ -196,14 +202,16 @@ class Predictor:
             InputError: No usable model at ``path``, a model from a newer cxrseg, or an
                 unavailable device.
         """
-        ort_options: dict[str, Any] = {} if threads is None else {"threads": threads}
+        backend_options: dict[str, Any] = {"amp": amp}
+        if threads is not None:
+            backend_options["threads"] = threads
         if not is_crossval(path):
-            info, backend, source = _open_model(path, device, runtime, **ort_options)
+            info, backend, source = _open_model(path, device, runtime, **backend_options)
             predictor = cls(backend, info, tta=tta, **options)
             predictor.source = source
             return predictor
         ensemble = read_crossval(path)
-        members = [_open_model(fold, device, runtime, **ort_options) for fold in ensemble.folds]
+        members = [_open_model(fold, device, runtime, **backend_options) for fold in ensemble.folds]
         info = replace(members[0][0], postprocessing=ensemble.postprocessing)
         for fold, (other, _, source) in zip(ensemble.folds, members, strict=True):
             if replace(other, postprocessing={}) != replace(info, postprocessing={}):
