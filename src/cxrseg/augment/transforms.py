@@ -31,6 +31,7 @@ from cxrseg.augment.intensity import (
     GaussianNoise,
     IntensityTransform,
     LocalContrast,
+    Opacity,
 )
 from cxrseg.checks import check_choice, check_integer, check_number
 from cxrseg.data.dataset import mentions_left_right, swap_left_right_name
@@ -52,6 +53,7 @@ __all__ = [
     "AffineTransform",
     "IntensityTransform",
     "LocalContrast",
+    "Opacity",
     "RandomDistortion",
     "Rotate",
     "SpatialTransform",
@@ -352,6 +354,7 @@ TRANSFORMS: dict[str, type[RandomTransform]] = {
         GaussianNoise,
         Blur,
         LocalContrast,
+        Opacity,
     )
 }
 """Op name (as in pipeline YAML files and ``Pipeline`` methods) -> transform class."""
