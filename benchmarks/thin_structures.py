@@ -9,7 +9,8 @@ reports its best validation Dice per structure and its training time. The varian
   2 px thick at 128 px and 4 px at 256 px);
 - ``weights``: the loss weighs the clavicle channels 3x;
 - ``deep``: deep supervision (auxiliary heads on the coarser decoder levels);
-- ``batch8``: a larger batch (8 instead of 4), the same epochs.
+- ``batch8``: a larger batch (8 instead of 4), the same epochs;
+- ``converging``: the default schedule and stop rule instead of ``--epochs`` (at most 300).
 
 The U-Net is the default one with ``--base`` (8) channels, so that all five fit in half an
 hour of one shared core. Run::
@@ -40,6 +41,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "deep": {"deep_supervision": True},
     "batch8": {"batch_size": 8},
     "size256": {"size": 256},
+    "converging": {"schedule": "plateau", "patience": None, "epochs": 300},
 }
 
 
