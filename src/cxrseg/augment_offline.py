@@ -174,11 +174,41 @@ def augment_dataset(
     size = check_integer("augment", "size", size, minimum=8)
     resize = check_choice("augment", "resize", resize, RESIZE_MODES)
     workers = check_integer("augment", "workers", workers, minimum=1)
+    pipeline = _seeded(pipeline, seed)
+    pipeline.check_size(size, size)
+    dataset = _dataset(dataset)
+    out = Path(out)
+    _check_out(out, dataset, pipeline)
+
+    settings = {"seed": pipeline.seed, "size": size, "resize": resize}
+    done = _resume(out, dataset, pipeline, n, settings)
+    todo = [k for k in range(n) if k not in done]
+    skipped = n - len(todo)
+    logger.info("augment: %d samples to write, %d already done, into %s", len(todo), skipped, out)
+    if progress is not None:
+        progress(skipped, n)
+
+    def make(k: int) -> dict[str, Any]:
+        return _make_sample(dataset, k, out, pipeline, size, resize)
+
+    manifest = out / MANIFEST
+    _write_samples(make, todo, manifest, workers, skipped, n, progress)
+    final = sorted(read_manifest(manifest), key=lambda r: int(r["index"]))
+    _write_manifest(manifest, final)
+    return AugmentSummary(out, n, len(todo), skipped, manifest)
+
+
+def _seeded(pipeline: Pipeline, seed: int | None) -> Pipeline:
+    """The pipeline, its seed replaced by ``seed`` when given."""
     if not isinstance(pipeline, Pipeline):
         raise TypeError(f"pipeline must be a Pipeline, not {type(pipeline).__name__}.")
-    if seed is not None:
-        pipeline = Pipeline.from_dict({**pipeline.to_dict(), "seed": seed})
-    pipeline.check_size(size, size)
+    if seed is None:
+        return pipeline
+    return Pipeline.from_dict({**pipeline.to_dict(), "seed": seed})
+
+
+def _dataset(dataset: Any) -> Any:
+    """A discovered dataset with at least one case (a folder is discovered first)."""
     if not hasattr(dataset, "cases"):
         dataset = discover(dataset)
     if not dataset.cases:
@@ -187,13 +217,21 @@ def augment_dataset(
             path=dataset.root,
             hint="check the folder layout with `cxrseg inspect`.",
         )
-    out = Path(out)
-    _check_out(out, dataset, pipeline)
-    structures = list(dataset.structures)
+    return dataset
 
+
+def _resume(
+    out: Path, dataset: Any, pipeline: Pipeline, n: int, settings: dict[str, Any]
+) -> dict[int, dict[str, Any]]:
+    """Finished samples of an earlier run (index -> record), after tidying the folder.
+
+    Refuses a folder whose samples were made with other settings or from other cases; drops
+    half-written manifest lines and samples whose files are gone; removes temporaries; writes
+    ``pipeline.yaml`` on the first run.
+    """
+    structures = list(dataset.structures)
     manifest = out / MANIFEST
     records = read_manifest(manifest)
-    settings = {"seed": pipeline.seed, "size": size, "resize": resize}
     cases = dataset.cases
     for record in records:
         k = int(record["index"])
@@ -212,22 +250,24 @@ def augment_dataset(
         for r in records
         if all(p.exists() for p in _sample_files(out, r["id"], structures))
     }
-    kept = sorted(done.values(), key=lambda r: int(r["index"]))
-    if manifest.exists():  # drops half-written lines and samples whose files are gone
-        _write_manifest(manifest, kept)
+    if manifest.exists():
+        _write_manifest(manifest, sorted(done.values(), key=lambda r: int(r["index"])))
     _remove_temporaries(out, structures)
     if not (out / PIPELINE_FILE).exists():
         pipeline.save_yaml(out / PIPELINE_FILE)
+    return done
 
-    todo = [k for k in range(n) if k not in done]
-    skipped = n - len(todo)
-    logger.info("augment: %d samples to write, %d already done, into %s", len(todo), skipped, out)
-    if progress is not None:
-        progress(skipped, n)
 
-    def make(k: int) -> dict[str, Any]:
-        return _make_sample(dataset, k, out, pipeline, size, resize)
-
+def _write_samples(
+    make: Callable[[int], dict[str, Any]],
+    todo: list[int],
+    manifest: Path,
+    workers: int,
+    skipped: int,
+    n: int,
+    progress: Callable[[int, int], None] | None,
+) -> None:
+    """Make the samples ``todo`` on ``workers`` threads, appending (fsynced) each record."""
     with open(manifest, "a", encoding="utf-8") as log:
 
         def finish(record: dict[str, Any], count: int) -> None:
@@ -240,19 +280,16 @@ def augment_dataset(
         if workers == 1:
             for count, k in enumerate(todo, 1):
                 finish(make(k), count)
-        else:
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                futures = [pool.submit(make, k) for k in todo]
-                try:
-                    for count, future in enumerate(as_completed(futures), 1):
-                        finish(future.result(), count)
-                except BaseException:
-                    for future in futures:
-                        future.cancel()
-                    raise
-    final = sorted(read_manifest(manifest), key=lambda r: int(r["index"]))
-    _write_manifest(manifest, final)
-    return AugmentSummary(out, n, len(todo), skipped, manifest)
+            return
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = [pool.submit(make, k) for k in todo]
+            try:
+                for count, future in enumerate(as_completed(futures), 1):
+                    finish(future.result(), count)
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
 
 
 def _load_resized(
