@@ -19,7 +19,6 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from cxrseg.training.curves import metric_columns, plot_curves, write_metrics_cs
 from cxrseg.training.dataset import CachedCases, SegmentationDataset, device_augment
 from cxrseg.training.distributed import DistInfo, all_reduce_sum, barrier, distributed_context
 from cxrseg.training.duration import format_seconds
+from cxrseg.training.events import EventCallback, TrainEvent, ignore
 from cxrseg.training.loop import (
     EpochOptions,
     StepSettings,
@@ -49,8 +49,6 @@ from cxrseg.training.session import Session, load_data, prepare
 __all__ = ["TrainResult", "train"]
 
 logger = logging.getLogger(__name__)
-
-EventCallback = Callable[[dict[str, Any]], None]
 
 
 @dataclass
@@ -122,7 +120,7 @@ def train(
         barrier(dist)  # every process has checked the folder before the main one writes in it
         if dist.enabled and device.type == "cuda":
             device = torch.device("cuda", dist.local_rank)
-        emit = on_event if (on_event is not None and dist.is_main) else _ignore
+        emit = on_event if (on_event is not None and dist.is_main) else ignore
         try:
             return _run(
                 data, out, config, device, dist, emit, resume, init, splits, stop_after_epoch
@@ -131,10 +129,6 @@ def train(
             if dist.is_main and not resume:
                 _remove_unstarted_run(out, fresh)
             raise
-
-
-def _ignore(event: dict[str, Any]) -> None:
-    del event
 
 
 def _remove_unstarted_run(out: Path, fresh: bool) -> None:
@@ -242,8 +236,8 @@ def _record(session: Session, epoch: int, row: dict[str, Any], improved: bool) -
         plot_curves(s.out / "curves.png", s.history, s.data.structures, title=s.out.name)
     barrier(s.dist)
     s.run_log.write(json.dumps(row))
-    s.emit({"event": "epoch", **row, "epochs": s.rule.schedule_end, "best": improved,
-            "best_epoch": s.stopper.best_epoch})  # fmt: skip
+    s.emit(TrainEvent("epoch", {**row, "epochs": s.rule.schedule_end, "best": improved,
+            "best_epoch": s.stopper.best_epoch}))  # fmt: skip
 
 
 def _finish(session: Session, stopped: str, epoch: int) -> TrainResult:
@@ -263,9 +257,9 @@ def _finish(session: Session, stopped: str, epoch: int) -> TrainResult:
     )  # fmt: skip
     s.run_log.write(f"end: {stopped} at epoch {epoch}, best epoch {s.stopper.best_epoch} "
                     f"({format_seconds(s.wall())} in all): {reason}")  # fmt: skip
-    s.emit({"event": "end", "stopped": stopped, "epoch": epoch, "reason": reason,
+    s.emit(TrainEvent("end", {"stopped": stopped, "epoch": epoch, "reason": reason,
             "best_epoch": s.stopper.best_epoch, "best_dice": result.best_dice,
-            "postprocessing": post})  # fmt: skip
+            "postprocessing": post}))  # fmt: skip
     return result
 
 
@@ -291,5 +285,5 @@ def _choose_postprocessing(
     post = {name: cfg.to_dict() for name, cfg in chosen.items()}
     save_checkpoint(out / "best", model, {**meta, "postprocessing": post,
                                           "postprocessing_report": report})  # fmt: skip
-    emit({"event": "postprocess", "postprocessing": post, "report": report})
+    emit(TrainEvent("postprocess", {"postprocessing": post, "report": report}))
     return post

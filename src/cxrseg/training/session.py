@@ -11,7 +11,6 @@ import json
 import math
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ from cxrseg.training.dataset import (
 )
 from cxrseg.training.distributed import DistInfo, barrier
 from cxrseg.training.duration import format_seconds
+from cxrseg.training.events import EventCallback, TrainEvent
 from cxrseg.training.loop import StepSettings, build_optimizer
 from cxrseg.training.precision import precision_name
 from cxrseg.training.quality_ranges import learn_quality_ranges
@@ -45,8 +45,6 @@ from cxrseg.training.schedule import EarlyStopping, StopRule, build_scheduler
 from cxrseg.training.seeding import seed_everything, torch_generator
 
 __all__ = ["RunData", "RunLog", "Session", "load_data", "prepare"]
-
-EventCallback = Callable[[dict[str, Any]], None]
 
 
 # --- configuration and run folder ---------------------------------------------------------
@@ -184,7 +182,7 @@ def load_data(
     assert config.size is not None
 
     def loading(done: int, total: int) -> None:
-        emit({"event": "loading", "done": done, "total": total})
+        emit(TrainEvent("loading", {"done": done, "total": total}))
 
     train_data = cache_cases(dataset, train_cases, config.size, config.resize, structures, loading)
     val_data = cache_cases(dataset, val_cases, config.size, config.resize, structures)
@@ -333,13 +331,13 @@ def _announce(session: Session, device: torch.device) -> None:
     if session.dist.is_main:
         config.to_yaml(session.out / "config.yaml")
     augment_on = "device" if session.on_device else ("cpu" if session.pipeline else "none")
-    session.emit({"event": "start", "run_dir": str(session.out), "config": config.to_dict(),
+    session.emit(TrainEvent("start", {"run_dir": str(session.out), "config": config.to_dict(),
                   "reasons": data.reasons, "device": str(device),
                   "precision": precision_name(session.settings.amp_dtype),
                   "world_size": session.dist.world_size, "structures": data.structures,
                   "cases": data.counts, "parameters": count_parameters(session.core),
                   "augment_on": augment_on, "start_epoch": session.start_epoch,
-                  "steps_per_epoch": session.steps_per_epoch})  # fmt: skip
+                  "steps_per_epoch": session.steps_per_epoch}))  # fmt: skip
     budget = f", time budget {format_seconds(config.time_budget)}" if config.time_budget else ""
     session.run_log.write(f"start: epoch {session.start_epoch + 1} of at most {config.epochs} "
                           f"on {device}{budget}, {data.reasons}")  # fmt: skip
