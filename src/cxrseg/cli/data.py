@@ -43,7 +43,7 @@ def phantom_command(
                 out, n, size=shape, seed=seed, progress=progress, overwrite=overwrite
             )
     except ValueError as exc:  # InputError included
-        raise fail(escape(str(exc))) from exc
+        raise fail(str(exc)) from exc
     console.print(f"Wrote {len(ids)} phantoms of {shape[0]}x{shape[1]} px to {escape(str(out))}")
     console.print(f"Next: cxrseg inspect {escape(str(out))}")
 
@@ -131,17 +131,17 @@ def inspect_command(
             mask_suffixes=tuple(mask_suffix) if mask_suffix else DEFAULT_MASK_SUFFIXES,
         )
     except ValueError as exc:  # InputError included
-        raise fail(escape(str(exc))) from exc
+        raise fail(str(exc)) from exc
     outputs = [Path(json_out)] if json_out not in (None, "-") else []
     outputs += [sheet] if sheet is not None else []
     for target in outputs:
         if dataset.contains(target):
             raise fail(
-                f"{escape(str(target))} is inside the dataset's folders; inspect never writes "
+                f"{target} is inside the dataset's folders; inspect never writes "
                 "there. Choose a path outside it."
             )
     if sheet is not None and sheet.suffix.lower() != ".png":
-        raise fail(f"--sheet {escape(str(sheet))} must end in .png.")
+        raise fail(f"--sheet {sheet} must end in .png.")
 
     with progress_bar("inspect", enabled=len(dataset.cases) >= 50) as progress:
         report = validate(dataset, progress=progress, workers=workers)
