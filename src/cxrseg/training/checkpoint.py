@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save as save_tensors
 from torch import nn
 
 from cxrseg._version import __version__
@@ -94,8 +94,11 @@ def _write_json(path: Path, data: Mapping[str, Any]) -> None:
 
 
 def _write_tensors(path: Path, tensors: dict[str, torch.Tensor], token: str) -> None:
+    # Serialised in memory and written by Python, so a full disk is an OSError that
+    # atomic_write turns into "no space left" (safetensors' own writer raises a bare error).
+    data = save_tensors(tensors, metadata={"token": token})
     with atomic_write(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"token": token})
+        tmp.write_bytes(data)
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -21,6 +21,7 @@ import math
 import shutil
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,10 +40,10 @@ from cxrseg.data.torch_dataset import (
     device_augment,
 )
 from cxrseg.errors import InputError
+from cxrseg.io import folder_lock
 from cxrseg.training import defaults
 from cxrseg.training.checkpoint import (
     load_checkpoint,
-    save_checkpoint,
 )
 from cxrseg.training.config import TrainConfig
 from cxrseg.training.curves import metric_columns, plot_curves, write_metrics_csv
@@ -60,7 +61,9 @@ from cxrseg.training.resume import (
     data_identity,
     last_dir,
     load_init,
+    recover_swaps,
     restore,
+    save_best,
     save_last,
     starting_config,
 )
@@ -137,28 +140,34 @@ def train(
         if dist.enabled and device.type == "cuda":
             device = torch.device("cuda", dist.local_rank)
         emit = on_event if (on_event is not None and dist.is_main) else _ignore
+        # one command at a time per run folder (rank 0 holds the lock for all ranks)
+        lock = folder_lock(out, "train") if dist.is_main else nullcontext(out)
         try:
-            return _run(
-                data, out, config, device, dist, emit, resume, init, splits, stop_after_epoch
-            )
-        except InputError:
-            if dist.is_main and not resume:
-                _remove_unstarted_run(out, fresh)
-            raise
+            with lock:
+                try:
+                    return _run(data, out, config, device, dist, emit, resume, init, splits,
+                                stop_after_epoch)  # fmt: skip
+                except InputError:
+                    if dist.is_main and not resume:
+                        _remove_unstarted_run(out)
+                    raise
+        finally:
+            if fresh and dist.is_main and out.is_dir() and not any(out.iterdir()):
+                out.rmdir()
 
 
 def _ignore(event: dict[str, Any]) -> None:
     del event
 
 
-def _remove_unstarted_run(out: Path, fresh: bool) -> None:
+def _remove_unstarted_run(out: Path) -> None:
     """Undo the files of a run refused before its first epoch, so it can be started again."""
     if (out / "last").exists():
         return
-    for name in ("splits.json", "config.yaml", "train.log"):
+    for name in ("best", "best.new", "last.new"):
+        shutil.rmtree(out / name, ignore_errors=True)
+    for name in ("splits.json", "config.yaml", "train.log", "metrics.csv", "curves.png"):
         (out / name).unlink(missing_ok=True)
-    if fresh and out.is_dir() and not any(out.iterdir()):
-        out.rmdir()
 
 
 # --- configuration and run folder ---------------------------------------------------------
@@ -243,6 +252,8 @@ def _run(
 ) -> TrainResult:
     from cxrseg.data import discover
 
+    if dist.is_main:
+        recover_swaps(out)
     dataset = discover(data)
     if not dataset.cases:
         raise InputError("no complete image/mask pairs found.", path=data,
@@ -401,7 +412,7 @@ def _run(
         if dist.is_main:
             meta = {**base_meta, "epoch": epoch, "metrics": row}
             if improved:
-                save_checkpoint(out / "best", core, meta)
+                save_best(out, core, meta)
             extra = {"history": history, "early_stopping": stopper.state_dict(),
                      "elapsed_s": elapsed, "dataset": identity,
                      "scaler": scaler.state_dict() if scaler else None}  # fmt: skip
@@ -460,8 +471,7 @@ def _choose_postprocessing(
     refs = [dict(zip(names, r, strict=True)) for r in result.references]
     chosen, report = choose_postprocessing(preds, refs)
     post = {name: cfg.to_dict() for name, cfg in chosen.items()}
-    save_checkpoint(out / "best", model, {**meta, "postprocessing": post,
-                                          "postprocessing_report": report})  # fmt: skip
+    save_best(out, model, {**meta, "postprocessing": post, "postprocessing_report": report})
     emit({"event": "postprocess", "postprocessing": post, "report": report})
     return post
 
