@@ -31,6 +31,7 @@ import typer
 from typer.core import TyperGroup
 from typer.exceptions import Abort, TyperException
 
+from cxrseg._version import __version__
 from cxrseg.cli._console import err_console
 from cxrseg.errors import CxrsegError
 
@@ -78,8 +79,6 @@ def print_error(message: str) -> None:
 
 def _crash_report(exc: BaseException) -> Path | None:
     """Write the traceback of ``exc`` to a new file outside every output folder."""
-    from cxrseg._version import __version__
-
     folder = Path(os.environ.get("CXRSEG_CRASH_DIR") or tempfile.gettempdir())
     stamp = time.strftime("%Y%m%d-%H%M%S")
     lines = [
