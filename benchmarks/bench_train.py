@@ -1,6 +1,8 @@
-"""Training throughput: cxrseg's loop against a plain PyTorch loop of the same U-Net width.
+"""Training throughput: cxrseg's loop against a plain PyTorch loop, float32 and bfloat16.
 
-Measures, on synthetic phantoms cached in memory at the training size:
+Measures, on synthetic phantoms cached in memory at the training size, each loop in float32
+and (where the device computes it natively, or with ``--force-bf16``) in bfloat16 autocast,
+side by side in one run; everything channels-last:
 
 - ``plain torch``: a bare loop over pre-stacked tensors (no augmentation, no data loader):
   forward, Dice+CE loss, backward, AdamW step. The ceiling for this model on this device.
@@ -9,12 +11,15 @@ Measures, on synthetic phantoms cached in memory at the training size:
 - ``cxrseg, augment on device``: the same, with ``Pipeline.batch`` on the training device.
 - ``cxrseg, no augmentation``: the loop's own overhead.
 
-For each it prints training images/s, the share of step time spent waiting for the next
-batch (the data wait) and the ratio to the plain loop. Target: data wait <= 5% on the GPU.
+For each it prints ms per step, training images/s, the share of step time spent waiting for
+the next batch (the data wait), the ratio to the plain loop of the same precision, and the
+speed-up over today's CPU default before bfloat16 (``cxrseg, augment on cpu`` in float32).
+The header names the CPU, its bfloat16 flags and the precision ``cxrseg train`` picks.
+Targets: data wait <= 10% of the bfloat16 step on the CPU, <= 5% on the GPU.
 
 Usage::
 
-    python benchmarks/bench_train.py                      # CPU, 256 px, base 12
+    python benchmarks/bench_train.py --threads 2          # CPU, 256 px, base 12
     python benchmarks/bench_train.py --device cuda --batch-size 16 --workers 4
 
 Not collected by pytest.
@@ -23,7 +28,10 @@ Not collected by pytest.
 from __future__ import annotations
 
 import argparse
+import os
+import platform
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -43,6 +51,7 @@ from cxrseg.phantom import make_phantom
 from cxrseg.training.config import TrainConfig, default_augmentation
 from cxrseg.training.distributed import DistInfo
 from cxrseg.training.loop import StepSettings, build_optimizer, build_scheduler, train_one_epoch
+from cxrseg.training.precision import autocast_dtype, precision_name
 
 NAMES = ["left_lung", "right_lung", "heart"]
 
@@ -59,6 +68,24 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def cpu_header() -> str:
+    """The CPU's model name and bfloat16 flags (from /proc/cpuinfo), and torch's own view."""
+    name, flags = platform.processor() or "unknown CPU", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                name = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+    except OSError:
+        pass
+    native = [f for f in ("amx_bf16", "avx512_bf16", "avx512_fp16", "amx_tile") if f in flags]
+    return (f"CPU: {name}; flags: {' '.join(native) or 'no bf16 flags'}; "
+            f"torch {torch.__version__} capability {torch.backends.cpu.get_cpu_capability()}; "
+            f"cxrseg picks {autocast_dtype('cpu')[1]}")  # fmt: skip
+
+
 def model_and_optimizer(args: argparse.Namespace, device: torch.device) -> tuple[Any, Any]:
     torch.manual_seed(0)
     model = create_model("unet", in_channels=1, num_classes=len(NAMES) + 1, depth=5,
@@ -67,24 +94,21 @@ def model_and_optimizer(args: argparse.Namespace, device: torch.device) -> tuple
     return model, build_optimizer(model, TrainConfig(lr=1e-3))
 
 
-def plain_torch(args: argparse.Namespace, cases: CachedCases, device: torch.device) -> dict:
+def plain_torch(args: argparse.Namespace, cases: CachedCases, device: torch.device,
+                dtype: torch.dtype | None) -> dict:  # fmt: skip
     """A bare PyTorch loop of the same model: the ceiling."""
     model, optimizer = model_and_optimizer(args, device)
     loss_fn = SegmentationLoss("softmax", "dice_ce").to(device)
     images = torch.from_numpy(cases.images)[:, None].to(device)
     target = masks_to_target(cases.masks, "softmax").to(device)
     n, batch = len(cases), args.batch_size
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else None
 
     def epoch() -> float:
         sync(device)
         start = time.perf_counter()
         for i in range(0, n - batch + 1, batch):
             x = images[i : i + batch].contiguous(memory_format=torch.channels_last)
-            if amp is not None:
-                with amp:
-                    logits = model(x)
-            else:
+            with torch.autocast(device.type, dtype or torch.bfloat16, enabled=dtype is not None):
                 logits = model(x)
             loss = loss_fn(logits.float(), target[i : i + batch])
             optimizer.zero_grad(set_to_none=True)
@@ -99,7 +123,7 @@ def plain_torch(args: argparse.Namespace, cases: CachedCases, device: torch.devi
 
 
 def cxrseg_loop(args: argparse.Namespace, cases: CachedCases, device: torch.device,
-                augment_on: str) -> dict:  # fmt: skip
+                augment_on: str, dtype: torch.dtype | None) -> dict:  # fmt: skip
     """cxrseg's train_one_epoch with the default augmentation on the CPU, device or off."""
     model, optimizer = model_and_optimizer(args, device)
     config = TrainConfig(lr=1e-3, epochs=args.repeats + 1, warmup_epochs=0)
@@ -111,14 +135,12 @@ def cxrseg_loop(args: argparse.Namespace, cases: CachedCases, device: torch.devi
                         pin_memory=device.type == "cuda",
                         persistent_workers=args.workers > 0)  # fmt: skip
     scheduler = build_scheduler(optimizer, config, len(loader))
-    amp = torch.bfloat16 if device.type == "cuda" else None
-    settings = StepSettings(device, "softmax", "zscore", True, amp, 1.0)
+    settings = StepSettings(device, "softmax", "zscore", True, dtype, 1.0)
     loss_fn = SegmentationLoss("softmax", "dice_ce").to(device)
     results = []
     for epoch in range(args.repeats + 1):  # the first epoch warms up
         sampler.set_epoch(epoch)
         augment = device_augment(pipeline, NAMES, epoch) if augment_on == "device" else None
-
         stats = train_one_epoch(model, loader, optimizer, scheduler, loss_fn, settings,
                                 epoch=epoch + 1, dist=DistInfo(), augment=augment)  # fmt: skip
         results.append((stats.images / stats.seconds, stats.data_seconds / stats.seconds))
@@ -126,8 +148,8 @@ def cxrseg_loop(args: argparse.Namespace, cases: CachedCases, device: torch.devi
     return {"images_s": best[0], "wait": best[1]}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def parse() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--cases", type=int, default=32)
@@ -136,30 +158,58 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=2, help="Measured epochs (best kept).")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads.")
-    args = parser.parse_args()
+    parser.add_argument("--modes", default="none,cpu,device",
+                        help="cxrseg loops to time: augmentation none, cpu, device")  # fmt: skip
+    parser.add_argument("--force-bf16", action="store_true",
+                        help="time bfloat16 even where the CPU has no native bfloat16")  # fmt: skip
+    return parser.parse_args()
+
+
+def precisions(args: argparse.Namespace, device: torch.device) -> list[torch.dtype | None]:
+    """float32, then the autocast dtype cxrseg picks here (bfloat16 with --force-bf16)."""
+    picked = autocast_dtype(device)[0]
+    if picked is None and args.force_bf16:
+        picked = torch.bfloat16
+    return [None] if picked is None else [None, picked]
+
+
+def main() -> None:
+    args = parse()
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda: torch finds no CUDA GPU")
+        raise SystemExit("--device cuda: torch finds no CUDA GPU")
     device = torch.device(args.device)
     cases = phantoms(args.cases, args.size)
+    print(cpu_header() if device.type == "cpu" else torch.cuda.get_device_name(device))
     print(f"device {device}, {args.size} px, batch {args.batch_size}, U-Net depth 5 base "
           f"{args.base_channels}, {args.cases} cases, {args.workers} workers, "
-          f"{torch.get_num_threads()} torch threads")  # fmt: skip
-    # The plain loop runs first and last (best kept), so warm-up and drift favour neither side.
-    first = plain_torch(args, cases, device)
+          f"{torch.get_num_threads()} torch threads, channels-last, "
+          f"load {os.getloadavg()[0]:.2f}")  # fmt: skip
     rows = []
-    for mode in ("none", "cpu", "device"):
-        rows.append((f"cxrseg, augment {'off' if mode == 'none' else 'on ' + mode}",
-                     cxrseg_loop(args, cases, device, mode)))  # fmt: skip
-    last = plain_torch(args, cases, device)
-    best = max(first, last, key=lambda row: row["images_s"])
-    rows.insert(0, ("plain torch (no augmentation)", best))
-    ceiling = rows[0][1]["images_s"]
-    print(f"{'loop':34s} {'images/s':>9s} {'data wait':>10s} {'vs plain':>9s}")
-    for name, row in rows:
-        print(f"{name:34s} {row['images_s']:9.2f} {100 * row['wait']:9.1f}% "
-              f"{row['images_s'] / ceiling:8.2f}x")  # fmt: skip
+    for dtype in precisions(args, device):
+        # The plain loop runs first and last (best kept), so warm-up and drift favour neither.
+        first = plain_torch(args, cases, device, dtype)
+        for mode in args.modes.split(","):
+            name = f"cxrseg, augment {'off' if mode == 'none' else 'on ' + mode}"
+            rows.append((name, dtype, cxrseg_loop(args, cases, device, mode, dtype)))
+        last = plain_torch(args, cases, device, dtype)
+        best = max(first, last, key=lambda row: row["images_s"])
+        rows.append(("plain torch (no augmentation)", dtype, best))
+    print_table(rows, args.batch_size)
+
+
+def print_table(rows: list[tuple[str, torch.dtype | None, dict]], batch: int) -> None:
+    ceilings = {d: r["images_s"] for n, d, r in rows if n.startswith("plain")}
+    today = next((r["images_s"] for n, d, r in rows if d is None and "on cpu" in n), None)
+    print(f"{'loop':32s} {'precision':>9s} {'ms/step':>8s} {'images/s':>9s} {'data wait':>10s} "
+          f"{'vs plain':>9s} {'vs today':>9s}")  # fmt: skip
+    for name, dtype, row in rows:
+        speedup = f"{row['images_s'] / today:8.2f}x" if today else "        -"
+        print(f"{name:32s} {precision_name(dtype):>9s} {1000 * batch / row['images_s']:8.0f} "
+              f"{row['images_s']:9.2f} {100 * row['wait']:9.1f}% "
+              f"{row['images_s'] / ceilings[dtype]:8.2f}x {speedup}")  # fmt: skip
+    print("vs today: against today's CPU default before bfloat16 (augment on cpu, float32).")
 
 
 if __name__ == "__main__":

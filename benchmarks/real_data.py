@@ -189,20 +189,22 @@ def seconds_per_epoch(config: Any, n_train: int, n_val: int) -> tuple[float, int
 
     from cxrseg.losses import SegmentationLoss
     from cxrseg.models import create_model
-    from cxrseg.training.defaults import pick_batch_size, pick_device
+    from cxrseg.training.defaults import amp_dtype, pick_batch_size, pick_device
 
     device = pick_device(config.device)
     batch, _ = pick_batch_size(config, config.size, device, n_train)
     model = create_model(config.model, in_channels=1, num_classes=1, **config.model_kwargs)
     model.to(device).train()
+    if config.channels_last:
+        model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr)
     loss_fn = SegmentationLoss(mode="sigmoid", kind=config.loss).to(device)
     images = torch.randn(batch, 1, config.size, config.size, device=device)
     target = (torch.rand(batch, 1, config.size, config.size, device=device) > 0.5).float()
-    amp = device.type == "cuda" and config.amp
+    dtype = amp_dtype(config, device)  # bfloat16 on CUDA and on CPUs with native bfloat16
 
     def step() -> None:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+        with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
             loss = loss_fn(model(images).float(), target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -45,6 +45,18 @@ def test_train_prints_the_resolved_defaults_and_the_best_dice(
     assert "seed: 3" in (out / "config.yaml").read_text()
 
 
+def test_no_amp_trains_in_float32_and_saves_amp_off(
+    phantoms: Path, config_file: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    args = ["train", str(phantoms), "--out", str(out), "-c", str(config_file), "--epochs", "1",
+            "--no-amp", "--quiet"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "precision: float32  (float32: amp is off" in result.output
+    assert "amp: false" in (out / "config.yaml").read_text()
+
+
 def test_existing_run_folder_exits_2_and_says_how_to_continue(
     phantoms: Path, config_file: Path, tmp_path: Path
 ) -> None:

@@ -16,7 +16,11 @@ TINY_MODEL = {"depth": 3, "base_channels": 4}
 
 
 def tiny_config(**changes: Any) -> TrainConfig:
-    """32 px, 2 epochs, a U-Net of depth 3 with 4 base channels, deterministic."""
+    """32 px, 2 epochs, a U-Net of depth 3 with 4 base channels, deterministic, float32.
+
+    ``amp`` is off: at this size bfloat16 only adds conversions, and the runs stay the same on
+    every CPU (tests/test_training_precision.py covers bfloat16).
+    """
     values: dict[str, Any] = {
         "size": 32,
         "epochs": 2,
@@ -27,6 +31,7 @@ def tiny_config(**changes: Any) -> TrainConfig:
         "test_fraction": 0.0,
         "workers": 0,
         "device": "cpu",
+        "amp": False,
     }
     values.update(changes)
     return TrainConfig(**values)

@@ -42,6 +42,10 @@ def train_command(
         typer.Option("--init", help="Fine-tune from this checkpoint or shipped model (lungs)."),
     ] = None,
     splits: Annotated[Path | None, typer.Option("--splits", help="Reuse this splits.json.")] = None,
+    amp: Annotated[
+        bool | None,
+        typer.Option("--amp/--no-amp", help="bfloat16 autocast on CUDA and bf16-capable CPUs."),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Train a U-Net; writes checkpoints, metrics.csv and curves.png into --out."""
@@ -51,8 +55,8 @@ def train_command(
     from cxrseg.training.config import TrainConfig
     from cxrseg.training.run import train
 
-    options = {"size": size, "epochs": epochs, "batch_size": batch_size, "lr": lr,
-               "loss": loss, "device": device, "workers": workers, "seed": seed}  # fmt: skip
+    options = {"size": size, "epochs": epochs, "batch_size": batch_size, "lr": lr, "loss": loss,
+               "device": device, "workers": workers, "seed": seed, "amp": amp}  # fmt: skip
     overrides = {k: v for k, v in options.items() if v is not None}
     try:
         config = TrainConfig.from_yaml(config_file) if config_file is not None else None
@@ -119,6 +123,7 @@ class _TrainProgress:
         for key in ("size", "mode", "batch_size", "workers", "epochs", "lr", "loss"):
             why = event["reasons"].get(key)
             console.print(f"  {key}: {config[key]}" + (f"  ({why})" if why else ""))
+        console.print(f"  precision: {event['precision']}  ({event['reasons']['precision']})")
         console.print(f"  augmentation: on {event['augment_on']}")
         if event["start_epoch"]:
             console.print(f"  resuming after epoch {event['start_epoch']}")

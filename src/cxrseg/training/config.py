@@ -123,7 +123,9 @@ class TrainConfig(Schema):
         warmup_epochs: Linear warm-up length in epochs (may be fractional).
         min_lr_ratio: Final learning rate as a fraction of ``lr``.
         grad_clip: Maximum gradient norm; ``None`` or 0 turns clipping off.
-        amp: Mixed precision (bfloat16/float16 autocast) on CUDA; ignored on CPU.
+        amp: Mixed precision: bfloat16 autocast on CUDA (float16 where the GPU lacks
+            bfloat16) and on CPUs with native bfloat16 (AMX, AVX512-BF16); float32 elsewhere
+            or when off (see :mod:`cxrseg.training.precision`).
         channels_last: Use the channels-last memory format for the model and batches.
         compile: Wrap the model in ``torch.compile``.
         patience: Stop after this many epochs without a better validation Dice; 0 turns

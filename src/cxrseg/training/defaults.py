@@ -10,7 +10,9 @@ prints at the start:
   64 on CUDA) and never above the number of training cases;
 - ``workers``: 0 on CPU (the augmentation of a few cached images is cheaper than feeding
   worker processes, and the cores are busy with the convolutions); up to 8 on CUDA;
-- ``device``: CUDA when available.
+- ``device``: CUDA when available;
+- precision: bfloat16 autocast on CUDA and on CPUs with native bfloat16, else float32
+  (:mod:`cxrseg.training.precision`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import numpy as np
 import torch
 
 from cxrseg.errors import InputError
+from cxrseg.training.precision import autocast_dtype
 
 if TYPE_CHECKING:
     from cxrseg.data import Case
@@ -37,6 +40,7 @@ __all__ = [
     "pick_batch_size",
     "pick_device",
     "pick_mode",
+    "pick_precision",
     "pick_size",
     "pick_workers",
     "resolve_config",
@@ -104,7 +108,7 @@ def pick_batch_size(
     config: TrainConfig, size: int, device: torch.device, train_cases: int
 ) -> tuple[int, str]:
     """Largest power of two whose estimated memory fits in half the free memory."""
-    half = device.type == "cuda" and config.amp
+    half = amp_dtype(config, device) is not None
     per_image = estimate_image_bytes(size, config.model_kwargs, half=half)
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
@@ -173,8 +177,13 @@ def resolve_config(
     return config.replace(**changes)
 
 
+def pick_precision(config: TrainConfig, device: torch.device) -> tuple[torch.dtype | None, str]:
+    """Autocast dtype and why: bfloat16 on CUDA (float16 without it) and on CPUs with native
+    bfloat16; ``None`` (float32) on other CPUs or with ``amp`` off (see
+    :mod:`cxrseg.training.precision`)."""
+    return autocast_dtype(device, config.amp)
+
+
 def amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype on CUDA (bfloat16 where supported, else float16); ``None`` on CPU."""
-    if not config.amp or device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    """The autocast dtype of :func:`pick_precision` (``None``: float32)."""
+    return pick_precision(config, device)[0]

@@ -57,6 +57,7 @@ from cxrseg.training.loop import (
     evaluate,
     train_one_epoch,
 )
+from cxrseg.training.precision import precision_name
 from cxrseg.training.resume import (
     data_identity,
     last_dir,
@@ -302,7 +303,7 @@ def _run(
     steps_per_epoch = math.ceil(len(sampler) / batch_size)
     optimizer = build_optimizer(core, config)
     scheduler = build_scheduler(optimizer, config, steps_per_epoch)
-    amp_dtype = defaults.amp_dtype(config, device)
+    amp_dtype, reasons["precision"] = defaults.pick_precision(config, device)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     stopper = EarlyStopping(config.patience, config.min_delta)
     loss_fn = SegmentationLoss(mode=mode, kind=config.loss, class_weights=config.class_weights)
@@ -348,6 +349,7 @@ def _run(
             "config": config.to_dict(),
             "reasons": reasons,
             "device": str(device),
+            "precision": precision_name(amp_dtype),
             "world_size": dist.world_size,
             "structures": structures,
             "cases": {"train": len(train_cases), "val": len(val_cases), "test": len(test_cases)},
