@@ -250,20 +250,23 @@ def _write_case(
     label_map: bool,
     overlays: bool,
 ) -> None:
-    from cxrseg.io import write_image, write_mask
+    from cxrseg.io import inside, write_image, write_mask
 
+    # every name in these paths was checked where it was read; inside() checks the result too
     if label_map:
         labelled = np.zeros(image.shape, np.uint8)
         for k, name in enumerate(labels, start=1):  # a later structure wins where they meet
             labelled[prediction.masks[name] > 0] = k
-        write_mask(out / "labels" / f"{case_id}.png", labelled)
+        write_mask(inside(out, out / "labels" / f"{case_id}.png"), labelled)
     else:
         for name in labels:
-            write_mask(out / "masks" / name / f"{case_id}.png", prediction.masks[name] * 255)
+            target = inside(out, out / "masks" / name / f"{case_id}.png")
+            write_mask(target, prediction.masks[name] * 255)
     for name, prob in (prediction.probabilities or {}).items():
-        write_image(out / "probabilities" / name / f"{case_id}.png", prob, bit_depth=16)
+        target = inside(out, out / "probabilities" / name / f"{case_id}.png")
+        write_image(target, prob, bit_depth=16)
     if overlays:
-        _write_overlay(out / "overlays" / f"{case_id}.png", image, prediction.masks)
+        _write_overlay(inside(out, out / "overlays" / f"{case_id}.png"), image, prediction.masks)
 
 
 def _write_overlay(path: Path, image: np.ndarray, masks: dict[str, np.ndarray]) -> None:

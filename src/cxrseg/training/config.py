@@ -24,6 +24,8 @@ from cxrseg.errors import InputError
 from cxrseg.training.schema import Real, Schema
 
 __all__ = [
+    "MAX_LABELS",
+    "MAX_SIZE",
     "MODEL_OPTIONS",
     "RUNTIME_FIELDS",
     "TrainConfig",
@@ -31,6 +33,11 @@ __all__ = [
     "config_diff",
     "default_augmentation",
 ]
+
+#: Largest training size; checkpoints and exported models saying more are refused as tampered.
+MAX_SIZE = 2048
+#: Most structures a model may segment (each is a folder of masks under ``predict --out``).
+MAX_LABELS = 64
 
 #: Options that may change between a run and its ``--resume`` without changing the result
 #: (where it runs and how fast), so they are left out of :meth:`TrainConfig.identity`.
@@ -144,7 +151,7 @@ class TrainConfig(Schema):
     """
 
     # One option per line: type, default, bounds. Cross-option rules live in check().
-    size: Annotated[int | None, Field(ge=32, le=2048)] = None
+    size: Annotated[int | None, Field(ge=32, le=MAX_SIZE)] = None
     resize: Literal["squash", "letterbox"] = "squash"
     normalization: Literal["zscore", "unit"] = "zscore"
     val_fraction: Annotated[Real, Field(ge=0, lt=1)] = 0.15
