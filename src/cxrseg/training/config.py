@@ -201,7 +201,9 @@ class TrainConfig(Schema):
             from cxrseg.augment.pipeline import Pipeline  # augment is below training
 
             try:
-                Pipeline.from_dict({**self.augmentation, "seed": self.seed})
+                pipeline = Pipeline.from_dict({**self.augmentation, "seed": self.seed})
+                if self.size is not None:
+                    pipeline.check_size(self.size, self.size)
             except ValueError as exc:  # InputError, or a transform refusing an argument
                 reason = getattr(exc, "reason", str(exc))
                 raise InputError(
