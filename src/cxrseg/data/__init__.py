@@ -25,7 +25,7 @@ from cxrseg.data.dataset import (
 from cxrseg.data.discovery import discover, parse_labels, read_labels
 from cxrseg.data.layouts import LAYOUTS
 from cxrseg.data.loading import check_mask_values, load_case
-from cxrseg.data.splits import SPLITS_FILE, Splits, load_or_create_splits, make_splits
+from cxrseg.data.splits import SPLITS_FILE, Splits, adopt_splits, load_or_create_splits, make_splits
 from cxrseg.data.validation import CaseStats, ValidationReport, validate
 
 __all__ = [
@@ -42,6 +42,7 @@ __all__ = [
     "check_mask_values",
     "discover",
     "load_case",
+    "adopt_splits",
     "load_or_create_splits",
     "make_splits",
     "natural_key",

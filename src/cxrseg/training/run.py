@@ -56,6 +56,7 @@ from cxrseg.training.loop import (
     build_scheduler,
     evaluate,
     train_one_epoch,
+    with_what_was_kept,
 )
 from cxrseg.training.precision import precision_name
 from cxrseg.training.resume import (
@@ -198,17 +199,11 @@ def _split(
     dataset: Any, out: Path, config: TrainConfig, given: str | Path | None, dist: DistInfo
 ) -> tuple[list[Any], list[Any], list[Any]]:
     """Train/val/test cases from the run's ``splits.json`` (made once, by rank 0)."""
-    from cxrseg.data import load_or_create_splits
+    from cxrseg.data import adopt_splits, load_or_create_splits
 
     path = out / "splits.json"
     if given is not None and dist.is_main and not path.exists():
-        given = Path(given)
-        if not given.is_file():
-            raise InputError("splits file not found.", path=given, hint="check --splits.")
-        from cxrseg.io import atomic_write
-
-        with atomic_write(path) as tmp:
-            shutil.copyfile(given, tmp)
+        adopt_splits(given, path, dataset.case_ids)  # errors name the user's file
     for turn in (0, 1):  # rank 0 writes the file first, the others then read it
         if (turn == 0) == dist.is_main:
             try:
@@ -221,7 +216,7 @@ def _split(
                 raise InputError(
                     f"cannot split {len(dataset.cases)} cases: {exc}",
                     path=dataset.root,
-                    hint="add cases, or lower val_fraction/test_fraction in the config.",
+                    hint="add cases, or lower val_fraction/test_fraction in the --config file.",
                 ) from exc
         barrier(dist)
     by_id = {case.case_id: case for case in dataset.cases}
@@ -231,7 +226,7 @@ def _split(
             f"too few cases to train: {len(parts[0])} for training and {len(parts[1])} for "
             f"validation (of {len(dataset.cases)}; at least 2 and 1 are needed).",
             path=dataset.root,
-            hint="add cases, or change --val-fraction/test_fraction in the config.",
+            hint="add cases, or lower val_fraction/test_fraction in the --config file.",
         )
     return parts[0], parts[1], parts[2]
 
@@ -388,7 +383,7 @@ def _run(
                                     on_event=emit)  # fmt: skip
         except TrainingStopped as exc:
             run_log.write(f"stopped: {exc}")
-            raise
+            raise TrainingStopped(with_what_was_kept(str(exc), epoch - 1)) from exc
         except torch.cuda.OutOfMemoryError as exc:
             run_log.write(f"stopped: out of memory at epoch {epoch}")
             raise TrainingStopped(
