@@ -39,7 +39,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from cxrseg.augment.pipeline import Pipeline
-from cxrseg.data.torch_dataset import (
+from cxrseg.training.dataset import (
     CachedCases,
     EpochSampler,
     SegmentationDataset,

@@ -31,6 +31,11 @@ GPU (512 px)::
 Smoke run (minutes)::
 
     .venv/bin/python benchmarks/real_data.py --sets montgomery --minutes-per-set 2 --out /tmp/rd
+
+Five-fold cross-validation of each set instead (``benchmarks/real_data_cv.py``; 60 minutes of
+fold budgets in all, one thread)::
+
+    .venv/bin/python benchmarks/real_data.py --folds 5 --minutes 60 --threads 1 --out runs/real-cv
 """
 
 from __future__ import annotations
@@ -68,8 +73,9 @@ def parse() -> argparse.Namespace:
     )
     parser.add_argument(
         "--sets",
-        default="montgomery,shenzhen,both",
-        help="training sets, comma-separated: montgomery, shenzhen, both",
+        default=None,
+        help="training sets, comma-separated: montgomery, shenzhen, both (default: all; "
+        "with --folds: montgomery,shenzhen)",
     )
     parser.add_argument("--out", type=Path, default=Path("runs/real"))
     parser.add_argument(
@@ -79,6 +85,12 @@ def parse() -> argparse.Namespace:
         help="training time budget per set (sets the epochs)",
     )
     parser.add_argument("--epochs", type=int, default=None, help="force the epochs")
+    parser.add_argument(
+        "--folds", type=int, default=None, help="cross-validate each set with K folds instead"
+    )
+    parser.add_argument(
+        "--minutes", type=float, default=60.0, help="--folds: budget of all folds of all sets"
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args()
@@ -86,8 +98,12 @@ def parse() -> argparse.Namespace:
 
 def main() -> int:
     args = parse()
+    if args.sets is None:
+        args.sets = ",".join(SETS) if args.folds is not None else "montgomery,shenzhen,both"
     wanted = [s.strip() for s in args.sets.split(",") if s.strip()]
     unknown = [s for s in wanted if s not in (*SETS, "both")]
+    if args.folds is not None and "both" in wanted:
+        unknown.append("both (not with --folds)")
     if unknown or not wanted:
         print(f"--sets {args.sets!r}: use montgomery, shenzhen and/or both", file=sys.stderr)
         return 2
@@ -107,6 +123,10 @@ def main() -> int:
         print("--mode gpu needs a CUDA GPU; use --mode cpu", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.folds is not None:
+        from real_data_cv import run_cv
+
+        return run_cv(args, wanted)
     splits = {name: make_set_splits(args, name) for name in SETS}
     rows: list[dict[str, Any]] = []
     for name in wanted:

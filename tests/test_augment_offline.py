@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cxrseg.augment.offline import augment_dataset, read_manifest, replay_record, resize_pair
 from cxrseg.augment.pipeline import Pipeline
+from cxrseg.augment.resample import resize_pair
+from cxrseg.augment_offline import augment_dataset, read_manifest, replay_record
 from cxrseg.errors import InputError
 
 SIZE = 48

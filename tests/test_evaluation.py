@@ -1,4 +1,4 @@
-"""Tests of cxrseg.evaluation and cxrseg.report.html on phantom data with perturbed predictions."""
+"""cxrseg.evaluation (scores, files, HTML report) on phantom data with perturbed predictions."""
 
 from __future__ import annotations
 
@@ -19,10 +19,10 @@ from typer.testing import CliRunner
 from cxrseg.cli import app
 from cxrseg.data import discover, load_case
 from cxrseg.evaluation import CaseResult, EvaluationResult, MismatchError, evaluate
+from cxrseg.evaluation.html import COLORS, box_plot_svg, render_report, triptych
 from cxrseg.io import read_mask, write_mask
 from cxrseg.metrics import segmentation_metrics
 from cxrseg.phantom import STRUCTURES, write_phantom_dataset
-from cxrseg.report.html import COLORS, box_plot_svg, render_report, triptych
 
 N_CASES = 6
 KERNEL = np.ones((5, 5), np.uint8)

@@ -1,4 +1,4 @@
-"""Tests of cxrseg.export: ONNX and TorchScript exports agree with PyTorch; ONNX runs torch-free."""
+"""inference.export: ONNX and TorchScript exports agree with PyTorch; ONNX runs torch-free."""
 
 from __future__ import annotations
 
@@ -12,10 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from cxrseg import export
 from cxrseg.errors import InputError
-from cxrseg.export import ExportCheckError, default_export_path, export_model
-from cxrseg.inference import Predictor
+from cxrseg.inference import Predictor, export
+from cxrseg.inference.export import ExportCheckError, default_export_path, export_model
 from cxrseg.training.checkpoint import load_checkpoint
 from inference_builders import LABELS, SIZE, make_checkpoint, write_inputs
 

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from cxrseg import __version__
-from cxrseg.data.torch_dataset import normalize_batch
 from cxrseg.errors import InputError
 from cxrseg.inference import (
     ModelInfo,
@@ -25,6 +24,7 @@ from cxrseg.inference.preprocess import content_box, normalize, prepare, restore
 from cxrseg.io import read_image, read_mask
 from cxrseg.postprocess import PostprocessConfig
 from cxrseg.training.checkpoint import FORMAT_VERSION
+from cxrseg.training.dataset import normalize_batch
 from inference_builders import (
     LABELS,
     SIZE,

@@ -14,8 +14,9 @@ from torch import nn
 from cxrseg.errors import InputError
 from cxrseg.inference import OnnxBackend, Predictor, TorchBackend
 from cxrseg.inference import backends as backends_module
-from cxrseg.inference.backends import fold_batch_norm, onnx_from_torch
+from cxrseg.inference.backends import onnx_from_torch
 from cxrseg.models import create_model
+from cxrseg.models.fusion import fold_batch_norm
 from cxrseg.phantom import make_phantom
 from inference_builders import LABELS, SIZE, make_checkpoint
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+import cxrseg.catalogue as catalogue
 import cxrseg.pretrained as pretrained
 from cxrseg.cli import app
 from cxrseg.errors import InputError
@@ -76,7 +77,7 @@ def test_missing_weights_say_how_to_get_them_back(
 ) -> None:
     (tmp_path / "lungs").mkdir()
     (tmp_path / "lungs" / "model.json").write_text("{}", encoding="utf-8")
-    monkeypatch.setattr(pretrained, "_HERE", tmp_path)
+    monkeypatch.setattr(catalogue, "_HERE", tmp_path)
     with pytest.raises(InputError, match="missing model.safetensors.*reinstall"):
         pretrained.model_path("lungs")
 

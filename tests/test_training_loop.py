@@ -9,11 +9,11 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from cxrseg.data.torch_dataset import CachedCases, SegmentationDataset
 from cxrseg.losses import SegmentationLoss
 from cxrseg.models import create_model
 from cxrseg.phantom import make_phantom
 from cxrseg.training.config import TrainConfig
+from cxrseg.training.dataset import CachedCases, SegmentationDataset
 from cxrseg.training.distributed import DistInfo
 from cxrseg.training.loop import (
     EarlyStopping,

@@ -9,12 +9,12 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from cxrseg.data.torch_dataset import CachedCases, SegmentationDataset
 from cxrseg.losses import SegmentationLoss
 from cxrseg.models import create_model
 from cxrseg.phantom import make_phantom
 from cxrseg.training import precision, train
 from cxrseg.training.config import TrainConfig
+from cxrseg.training.dataset import CachedCases, SegmentationDataset
 from cxrseg.training.distributed import DistInfo
 from cxrseg.training.loop import (
     StepSettings,

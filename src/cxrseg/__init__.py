@@ -13,7 +13,7 @@ except the errors and ``__version__`` is looked up in its submodule on first use
 The full API lives in the submodules: :mod:`cxrseg.io`, :mod:`cxrseg.data`,
 :mod:`cxrseg.phantom`, :mod:`cxrseg.augment`, :mod:`cxrseg.models`, :mod:`cxrseg.training`,
 :mod:`cxrseg.inference`, :mod:`cxrseg.postprocess`, :mod:`cxrseg.metrics`,
-:mod:`cxrseg.evaluation`, :mod:`cxrseg.export` and :mod:`cxrseg.pretrained` (the shipped
+:mod:`cxrseg.evaluation`, :mod:`cxrseg.inference.export` and :mod:`cxrseg.pretrained` (the shipped
 lung model).
 """
 
@@ -26,8 +26,8 @@ from cxrseg._version import __version__
 from cxrseg.errors import CxrsegError, InputError
 
 if TYPE_CHECKING:
-    from cxrseg.augment.offline import augment_dataset
     from cxrseg.augment.pipeline import Pipeline
+    from cxrseg.augment_offline import augment_dataset
     from cxrseg.data import (
         Case,
         Dataset,
@@ -38,8 +38,8 @@ if TYPE_CHECKING:
         validate,
     )
     from cxrseg.evaluation import evaluate
-    from cxrseg.export import export_model
     from cxrseg.inference import Predictor, predict_paths
+    from cxrseg.inference.export import export_model
     from cxrseg.io import (
         ImageInfo,
         read_image,
@@ -77,7 +77,7 @@ _LAZY: dict[str, str] = {
     "write_phantom_dataset": "cxrseg.phantom",
     # augmentation
     "Pipeline": "cxrseg.augment.pipeline",
-    "augment_dataset": "cxrseg.augment.offline",
+    "augment_dataset": "cxrseg.augment_offline",
     # models and training (torch)
     "UNet": "cxrseg.models",
     "create_model": "cxrseg.models",
@@ -89,7 +89,7 @@ _LAZY: dict[str, str] = {
     "PostprocessConfig": "cxrseg.postprocess",
     "segmentation_metrics": "cxrseg.metrics",
     "evaluate": "cxrseg.evaluation",
-    "export_model": "cxrseg.export",
+    "export_model": "cxrseg.inference.export",
 }
 
 __all__ = [

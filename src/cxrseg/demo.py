@@ -4,7 +4,7 @@
 
     phantoms/        training + validation phantoms          cxrseg.phantom.write_phantom_dataset
     test-phantoms/   held-out phantoms (another seed)        cxrseg.phantom.write_phantom_dataset
-    augmented/       offline elastic augmentation of the     cxrseg.augment.offline.augment_dataset
+    augmented/       offline elastic augmentation of the     cxrseg.augment_offline.augment_dataset
                      training phantoms only
     training-set/    phantoms + augmented samples (hard links), and splits.json
     run/             the training run: config.yaml, metrics.csv, curves.png, best/, last/
@@ -304,8 +304,8 @@ def _phantoms(out: Path, settings: DemoSettings, state: dict[str, Any], progress
 
 
 def _augment(out: Path, settings: DemoSettings, state: dict[str, Any], progress: Progress) -> str:
-    from cxrseg.augment.offline import augment_dataset
     from cxrseg.augment.pipeline import Pipeline
+    from cxrseg.augment_offline import augment_dataset
     from cxrseg.data import discover, make_splits
 
     dataset = discover(out / "phantoms")

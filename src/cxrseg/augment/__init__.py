@@ -43,9 +43,9 @@ __all__ = [
     "warp",
 ]
 
-# Random transforms, the Pipeline (Augmentor's method names) and the offline augment-to-disk job.
-from cxrseg.augment.offline import augment_dataset  # noqa: E402
+# Random transforms and the Pipeline (Augmentor's method names). The offline augment-to-disk
+# job reads datasets, so it sits above this package: cxrseg.augment_offline.augment_dataset.
 from cxrseg.augment.pipeline import Pipeline  # noqa: E402
 from cxrseg.augment.transforms import TRANSFORMS  # noqa: E402
 
-__all__ += ["TRANSFORMS", "Pipeline", "augment_dataset"]
+__all__ += ["TRANSFORMS", "Pipeline"]

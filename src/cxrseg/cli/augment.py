@@ -39,8 +39,8 @@ def augment_command(
 ) -> None:
     """Write N augmented image/mask pairs, with a manifest; rerun to continue an interrupted run."""
     # lazy: start-up time
-    from cxrseg.augment.offline import augment_dataset
     from cxrseg.augment.pipeline import Pipeline
+    from cxrseg.augment_offline import augment_dataset
 
     flags = random_distortion is not None or gaussian_distortion is not None
     if pipeline_file is not None and flags:

@@ -100,7 +100,7 @@ def _model_and_inputs(paths: list[str], shipped: str | None) -> tuple[Path, list
     """Split the positional arguments into the model and the inputs."""
     if shipped is not None:
         # lazy: start-up time
-        from cxrseg.pretrained import model_path
+        from cxrseg.catalogue import model_path
 
         return model_path(shipped), paths
     if len(paths) < 2:
@@ -110,7 +110,7 @@ def _model_and_inputs(paths: list[str], shipped: str | None) -> tuple[Path, list
             "INPUT... --out DIR for the lung model shipped with cxrseg",
         )
     # lazy: start-up time
-    from cxrseg.pretrained import resolve
+    from cxrseg.catalogue import resolve
 
     return resolve(paths[0]), paths[1:]  # a shipped model's name works as MODEL too
 
@@ -134,7 +134,7 @@ def export_command(
 
     from rich.markup import escape
 
-    from cxrseg.export import ExportCheckError, default_export_path, export_model
+    from cxrseg.inference.export import ExportCheckError, default_export_path, export_model
 
     try:
         target = out if out is not None else default_export_path(run, format)
@@ -164,7 +164,7 @@ def models_command(
     from rich.markup import escape
     from rich.table import Table
 
-    from cxrseg.pretrained import available, describe
+    from cxrseg.catalogue import available, describe
 
     try:
         if name is not None:

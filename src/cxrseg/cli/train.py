@@ -42,13 +42,38 @@ def train_command(
         typer.Option("--init", help="Fine-tune from this checkpoint or shipped model (lungs)."),
     ] = None,
     splits: Annotated[Path | None, typer.Option("--splits", help="Reuse this splits.json.")] = None,
+    folds: Annotated[
+        int | None,
+        typer.Option(
+            "--folds",
+            help="Cross-validation: train K seeded folds into --out/fold_<k>; rerun to continue.",
+        ),
+    ] = None,
+    folds_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--folds-file",
+            help="Cross-validation folds from a file: 'CASE_ID FOLD' lines (FOLD 0.., or test).",
+        ),
+    ] = None,
+    test_fraction: Annotated[
+        float | None,
+        typer.Option(
+            "--test-fraction", help="Share of cases held out for testing (--folds: default 0)."
+        ),
+    ] = None,
     amp: Annotated[
         bool | None,
         typer.Option("--amp/--no-amp", help="bfloat16 autocast on CUDA and bf16-capable CPUs."),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Train a U-Net; writes checkpoints, metrics.csv and curves.png into --out."""
+    """Train a U-Net; writes checkpoints, metrics.csv and curves.png into --out.
+
+    With --folds K (or --folds-file) it trains K folds, each a resumable run in --out/fold_<k>,
+    and writes out-of-fold predictions, a summary with mean ± sd per structure, and the
+    post-processing chosen on all of them; `cxrseg predict OUT IMAGES...` averages the folds.
+    """
     # lazy: start-up time
     from rich.markup import escape
 
@@ -60,6 +85,14 @@ def train_command(
     overrides = {k: v for k, v in options.items() if v is not None}
     try:
         config = TrainConfig.from_yaml(config_file) if config_file is not None else None
+        if folds is not None or folds_file is not None:
+            if splits is not None or init is not None:
+                raise fail("--folds/--folds-file make their own splits and train from scratch; "
+                           "drop --splits and --init.")  # fmt: skip
+            _train_folds(data, out, config, overrides, folds, folds_file, test_fraction, quiet)
+            return
+        if test_fraction is not None:
+            overrides["test_fraction"] = test_fraction
         with _TrainProgress(enabled=not quiet) as report:
             result = train(data, out, config, overrides=overrides, resume=resume, init=init,
                            splits=splits, on_event=report)  # fmt: skip
@@ -72,6 +105,46 @@ def train_command(
     )
     console.print(f"Best checkpoint: {escape(str(out / 'best'))}")
     console.print(f"Curves and metrics: {escape(str(out / 'curves.png'))}, metrics.csv")
+
+
+def _train_folds(
+    data: Path,
+    out: Path,
+    config: Any,
+    overrides: dict[str, Any],
+    folds: int | None,
+    folds_file: Path | None,
+    test_fraction: float | None,
+    quiet: bool,
+) -> None:
+    """Cross-validation: train the folds, then print the summary table."""
+    # lazy: start-up time
+    from rich.markup import escape
+    from rich.table import Table
+
+    from cxrseg.crossval import train_folds
+
+    with _TrainProgress(enabled=not quiet) as report:
+        result = train_folds(data, out, config, folds=folds, folds_file=folds_file,
+                             test_fraction=test_fraction or 0.0, overrides=overrides,
+                             on_event=report)  # fmt: skip
+    record = result.record
+    if not record:
+        return  # not the main process of a torchrun job
+    table = Table(title=f"{record['k']}-fold cross-validation, {record['n_cases']} out-of-fold "
+                  "cases (mean ± sd over cases)")  # fmt: skip
+    for column in ("structure", "Dice", "Jaccard", "HD95 px", "Dice per fold"):
+        table.add_column(column)
+    for name in record["structures"]:
+        stats = record["summary"][name]
+        cells = [f"{stats[m]['mean']:.4f} ± {stats[m]['std']:.4f}" for m in ("dice", "jaccard")]
+        per_fold = ", ".join(f"{d:.4f}" for d in record["fold_dice"][name])
+        table.add_row(name, *cells, f"{stats['hd95']['mean']:.2f}", per_fold)
+    console.print(table)
+    console.print(f"Out-of-fold predictions: {escape(str(out / 'oof'))}; report: "
+                  f"{escape(str(out / 'evaluation' / 'report.html'))}")  # fmt: skip
+    console.print(f"Predict with the ensemble: cxrseg predict {escape(str(out))} IMAGES... "
+                  "--out DIR")  # fmt: skip
 
 
 class _TrainProgress:
@@ -92,7 +165,13 @@ class _TrainProgress:
 
     def __call__(self, event: dict[str, Any]) -> None:
         kind = event["event"]
-        if kind == "start":
+        if kind == "fold":
+            if self.bar is not None:
+                self.bar.stop()
+                self.bar = None
+            what = {"start": "training", "resume": "resuming", "done": "finished earlier"}
+            console.print(f"fold {event['fold'] + 1}/{event['k']}: {what[event['status']]}")
+        elif kind == "start":
             self._banner(event)
             self._start_bar(event)
         elif kind == "step" and self.bar is not None:

@@ -5,10 +5,11 @@
 * :func:`validate` reads every file and returns per-case statistics and every problem.
 * :func:`load_case` returns a case's float32 image and uint8 0/1 mask per structure.
 * :func:`make_splits` / :func:`load_or_create_splits` give seeded train/val/test or k-fold
-  splits, saved to ``splits.json`` and reused.
+  splits, saved to ``splits.json`` and reused; :func:`read_fold_file` reads cross-validation
+  folds from a user's file.
 
-The torch ``Dataset`` lives in :mod:`cxrseg.data.torch_dataset` (imported on demand, as it
-needs torch).
+The torch ``Dataset`` over loaded cases is training's input and lives in
+:mod:`cxrseg.training.dataset` (it needs torch and :mod:`cxrseg.augment`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from cxrseg.data.dataset import (
     structure_name,
 )
 from cxrseg.data.discovery import discover, parse_labels, read_labels
+from cxrseg.data.folds import read_fold_file
 from cxrseg.data.layouts import LAYOUTS
 from cxrseg.data.loading import check_mask_values, load_case
 from cxrseg.data.splits import SPLITS_FILE, Splits, adopt_splits, load_or_create_splits, make_splits
@@ -47,6 +49,7 @@ __all__ = [
     "make_splits",
     "natural_key",
     "parse_labels",
+    "read_fold_file",
     "read_labels",
     "structure_name",
     "validate",

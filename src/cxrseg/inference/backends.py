@@ -27,7 +27,6 @@ __all__ = [
     "Backend",
     "OnnxBackend",
     "TorchBackend",
-    "fold_batch_norm",
     "onnx_from_torch",
     "open_backend",
 ]
@@ -69,7 +68,8 @@ class TorchBackend:
         channels_last: Use the channels-last memory format (faster convolutions on most
             hardware).
         fold_norm: Run a copy of the model with each batch norm folded into the convolution
-            before it (:func:`fold_batch_norm`; the caller's model is left as it is).
+            before it (:func:`cxrseg.models.fusion.fold_batch_norm`; the caller's model is left
+            as it is).
     """
 
     def __init__(
@@ -97,6 +97,9 @@ class TorchBackend:
         self.runtime = "torch"
         self.channels_last = channels_last
         if fold_norm:
+            # lazy: start-up time (models imports torch; the ONNX path runs without it)
+            from cxrseg.models.fusion import fold_batch_norm
+
             model = fold_batch_norm(model)
         self.model = model.to(self.torch_device).eval()
         if channels_last:
@@ -208,6 +211,7 @@ def open_backend(
                          hint="use --runtime auto, torch or onnxruntime")  # fmt: skip
     if model.kind == "onnx":
         return OnnxBackend(model.path, device, **options)
+    # lazy: start-up time (torch only for checkpoints, not for .onnx models)
     import torch
 
     from cxrseg.training.checkpoint import load_checkpoint
@@ -271,9 +275,10 @@ def onnx_from_torch(
     Raises:
         InputError: Only with ``strict``: the export failed or disagrees.
     """
+    # lazy: start-up time (torch and the ONNX exporter only when a checkpoint runs in ONNX Runtime)
     import torch
 
-    from cxrseg.export import onnx_bytes
+    from cxrseg.inference.export import onnx_bytes
 
     network = network.eval()
     generator = torch.Generator().manual_seed(seed)
@@ -301,32 +306,3 @@ def onnx_from_torch(
         raise InputError(reason, hint="use --runtime torch")
     logger.warning("%s; predicting with PyTorch instead", reason)
     return None
-
-
-def fold_batch_norm(model: Any) -> Any:
-    """A copy of ``model`` in eval mode with each ``BatchNorm2d`` folded into the ``Conv2d``
-    just before it (same :class:`torch.nn.Sequential`), which becomes ``Identity``.
-
-    Folding uses the running statistics, so the copy computes what the model computes in
-    eval mode (up to float rounding) with one pass over each feature map fewer.
-    """
-    import copy
-
-    from torch import nn
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-
-    folded = copy.deepcopy(model).eval()
-    for module in folded.modules():
-        if not isinstance(module, nn.Sequential):
-            continue
-        children = list(module._modules.items())
-        for (name, conv), (norm_name, norm) in zip(children, children[1:], strict=False):
-            if (
-                isinstance(conv, nn.Conv2d)
-                and isinstance(norm, nn.BatchNorm2d)
-                and norm.track_running_stats
-                and norm.running_mean is not None
-            ):
-                module._modules[name] = fuse_conv_bn_eval(conv, norm)
-                module._modules[norm_name] = nn.Identity()
-    return folded

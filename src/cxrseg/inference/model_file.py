@@ -5,8 +5,8 @@
 - a run folder (``best/model.json`` inside it is used);
 - a checkpoint folder (``model.json`` + ``model.safetensors``), or its ``.json`` or
   ``.safetensors`` file;
-- an ``.onnx`` file written by :func:`cxrseg.export.export_model`, whose metadata is embedded
-  in the ONNX ``metadata_props`` (key ``"cxrseg"``) and also written next to it as
+- an ``.onnx`` file written by :func:`cxrseg.inference.export.export_model`, whose metadata is
+  embedded in the ONNX ``metadata_props`` (key ``"cxrseg"``) and also written next to it as
   ``<name>.json``; the embedded copy wins, the file next to it serves ONNX files without one;
 - a folder holding exactly one such ``.onnx`` file.
 
@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from cxrseg.errors import InputError
+from cxrseg.inference.ensemble import is_crossval
 from cxrseg.inference.preprocess import NORMALIZATIONS, RESIZE_MODES
 from cxrseg.io import check_name
 from cxrseg.training.config import MAX_LABELS, MAX_SIZE
@@ -191,6 +192,12 @@ def _model_in_folder(folder: Path) -> Path:
     for candidate in (folder / "best" / "model.json", folder / "model.json"):
         if candidate.is_file() and "export" not in _read_json(candidate):
             return candidate
+    if is_crossval(folder):
+        raise InputError(
+            "is a cross-validation folder: an ensemble of fold models, not one model",
+            path=folder,
+            hint=f"give one fold ({folder / 'fold_0'}), or predict with the whole folder",
+        )
     onnx_files = sorted(folder.glob("*.onnx"))
     if len(onnx_files) == 1:
         return onnx_files[0]

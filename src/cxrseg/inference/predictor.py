@@ -7,6 +7,11 @@ resize the probabilities back to the original size (bilinear) and only then take
 or threshold, which gives smoother edges than resizing masks. Post-processing from the
 checkpoint is applied last.
 
+An ensemble (the folds of a cross-validation folder, or several backends given to the
+constructor) averages the probabilities of every member and every flip with equal weights,
+before anything is resized or thresholded; the post-processing is the one chosen for the
+ensemble on its out-of-fold predictions.
+
 Test-time augmentation by flips: a horizontally flipped radiograph shows the patient's left
 lung where the right one was, so the network's ``left_*`` channel of a flipped image holds the
 ``right_*`` structure. The outputs of a flipped copy are flipped back *and* their left/right
@@ -18,7 +23,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +32,7 @@ from scipy.special import expit
 
 from cxrseg.errors import InputError
 from cxrseg.inference.backends import Backend, open_backend
+from cxrseg.inference.ensemble import is_crossval, read_crossval
 from cxrseg.inference.model_file import ModelInfo, locate_model, model_info
 from cxrseg.inference.preprocess import normalize, prepare, restore
 
@@ -103,12 +109,30 @@ def _postprocess_config(value: Any, info: ModelInfo) -> dict[str, Any]:
     }
 
 
+def _open_model(path: str | Path, device: str, runtime: str) -> tuple[ModelInfo, Backend, Path]:
+    """A model's checked metadata, its backend and its file."""
+    model = locate_model(path)
+    info = model_info(model)
+    backend = open_backend(model, device, runtime)
+    channels = getattr(backend, "output_channels", None)
+    if channels is not None and channels != len(info.channels):
+        raise InputError(
+            f"the network has {channels} output channels but its metadata describes "
+            f"{len(info.channels)} ({', '.join(info.channels)})",
+            path=model.path,
+            hint="export the model again with `cxrseg export`",
+        )
+    logger.debug("loaded %s model %s on %s", model.kind, model.path, backend.device)
+    return info, backend, model.path
+
+
 class Predictor:
     """Segment radiographs with a trained model.
 
     Args:
         backend: Runs the network (:class:`~cxrseg.inference.backends.TorchBackend` or
-            :class:`~cxrseg.inference.backends.OnnxBackend`).
+            :class:`~cxrseg.inference.backends.OnnxBackend`), or a sequence of them whose
+            probabilities are averaged (an ensemble of models sharing ``info``).
         info: The model's labels, mode, input size, resize mode and normalisation.
         tta: Test-time flips: ``False``, ``True`` (horizontal), or names from :data:`FLIPS`.
         postprocess: ``True`` applies the checkpoint's post-processing, ``False`` none, or a
@@ -120,7 +144,7 @@ class Predictor:
 
     def __init__(
         self,
-        backend: Backend,
+        backend: Backend | Sequence[Backend],
         info: ModelInfo,
         *,
         tta: bool | str | Sequence[str] = False,
@@ -132,7 +156,10 @@ class Predictor:
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         if not 0.0 < threshold < 1.0:
             raise ValueError(f"threshold must be in (0, 1), got {threshold!r}; 0.5 is usual")
-        self.backend = backend
+        self.backends = tuple(backend) if isinstance(backend, Sequence) else (backend,)
+        if not self.backends:
+            raise ValueError("an ensemble needs at least one backend")
+        self.backend = self.backends[0]
         self.info = info
         self.flips = _flip_list(tta)
         self.postprocessing = _postprocess_config(postprocess, info)
@@ -155,10 +182,12 @@ class Predictor:
         runtime: str = "auto",
         **options: Any,
     ) -> Predictor:
-        """Load a run folder, checkpoint or exported ``.onnx`` model.
+        """Load a run folder, checkpoint, exported ``.onnx`` model or cross-validation folder.
 
         Args:
-            path: See :func:`cxrseg.inference.model_file.locate_model`.
+            path: See :func:`cxrseg.inference.model_file.locate_model`; a cross-validation
+                folder (``cxrseg train --folds``) loads every fold's best checkpoint as one
+                ensemble with the post-processing chosen for it.
             device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
             tta: As in the constructor.
             runtime: For a checkpoint: ``"auto"`` runs it in ONNX Runtime on the CPU when
@@ -172,20 +201,23 @@ class Predictor:
             InputError: No usable model at ``path``, a model from a newer cxrseg, or an
                 unavailable device.
         """
-        model = locate_model(path)
-        info = model_info(model)
-        backend = open_backend(model, device, runtime)
-        channels = getattr(backend, "output_channels", None)
-        if channels is not None and channels != len(info.channels):
-            raise InputError(
-                f"the network has {channels} output channels but its metadata describes "
-                f"{len(info.channels)} ({', '.join(info.channels)})",
-                path=model.path,
-                hint="export the model again with `cxrseg export`",
-            )
-        logger.debug("loaded %s model %s on %s", model.kind, model.path, backend.device)
-        predictor = cls(backend, info, tta=tta, **options)
-        predictor.source = model.path
+        if not is_crossval(path):
+            info, backend, source = _open_model(path, device, runtime)
+            predictor = cls(backend, info, tta=tta, **options)
+            predictor.source = source
+            return predictor
+        ensemble = read_crossval(path)
+        members = [_open_model(fold, device, runtime) for fold in ensemble.folds]
+        info = replace(members[0][0], postprocessing=ensemble.postprocessing)
+        for fold, (other, _, source) in zip(ensemble.folds, members, strict=True):
+            if replace(other, postprocessing={}) != replace(info, postprocessing={}):
+                raise InputError(
+                    f"this fold's model differs from the first fold's ({other} against {info})",
+                    path=source,
+                    hint=f"train {fold.name} again with the options of the other folds",
+                )
+        predictor = cls([m[1] for m in members], info, tta=tta, **options)
+        predictor.source = ensemble.path
         return predictor
 
     @property
@@ -241,14 +273,16 @@ class Predictor:
         size = self.info.input_size
         batch = np.stack([prepare(image, size, self.info.resize) for image in images])[:, None]
         batch = normalize(batch, self.info.normalization)
-        total = self._activate(self.backend(batch))
-        for flip in self.flips:
-            axes = {"hflip": (-1,), "vflip": (-2,), "hvflip": (-2, -1)}[flip]
-            out = np.flip(self._activate(self.backend(np.flip(batch, axes))), axes)
-            if flip != "vflip":
-                out = out[:, self.mirror]
-            total += out
-        total /= 1 + len(self.flips)
+        total = np.zeros((len(images), len(self.info.channels), size, size), np.float32)
+        for backend in self.backends:
+            total += self._activate(backend(batch))
+            for flip in self.flips:
+                axes = {"hflip": (-1,), "vflip": (-2,), "hvflip": (-2, -1)}[flip]
+                out = np.flip(self._activate(backend(np.flip(batch, axes))), axes)
+                if flip != "vflip":
+                    out = out[:, self.mirror]
+                total += out
+        total /= len(self.backends) * (1 + len(self.flips))
         return total
 
     def _activate(self, logits: np.ndarray) -> np.ndarray:

@@ -1,9 +1,9 @@
 """The image preparation of training, in NumPy, and its inverse for the network's outputs.
 
 Training resizes every case to the square ``input_size`` with
-:func:`cxrseg.augment.offline.resize_pair` (``"squash"`` ignores the aspect ratio,
+:func:`cxrseg.augment.resample.resize_pair` (``"squash"`` ignores the aspect ratio,
 ``"letterbox"`` keeps it and pads with 0) and normalises batches on the device with
-:func:`cxrseg.data.torch_dataset.normalize_batch`. :func:`prepare` does exactly the same in
+:func:`cxrseg.training.dataset.normalize_batch`. :func:`prepare` does exactly the same in
 NumPy (no torch, so the ONNX path runs without it), and :func:`restore` maps ``(C, S, S)``
 probabilities back onto the original ``(H, W)`` grid: the letterbox padding is cropped off
 and the rest resized bilinearly.
@@ -14,9 +14,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from cxrseg.augment.resample import RESIZE_MODES, resize_pair
+
 __all__ = ["NORMALIZATIONS", "RESIZE_MODES", "content_box", "normalize", "prepare", "restore"]
 
-RESIZE_MODES = ("squash", "letterbox")
 NORMALIZATIONS = ("zscore", "unit")
 
 
@@ -36,7 +37,7 @@ def content_box(shape: tuple[int, int], size: int, resize: str) -> tuple[int, in
 
 
 def normalize(images: np.ndarray, method: str = "zscore") -> np.ndarray:
-    """NumPy twin of :func:`cxrseg.data.torch_dataset.normalize_batch`.
+    """NumPy twin of :func:`cxrseg.training.dataset.normalize_batch`.
 
     Args:
         images: (N, C, H, W) float32 in [0, 1].
@@ -71,8 +72,6 @@ def prepare(image: np.ndarray, size: int, resize: str = "squash") -> np.ndarray:
     Returns:
         (size, size) float32 in [0, 1].
     """
-    from cxrseg.augment.offline import resize_pair
-
     if resize not in RESIZE_MODES:
         raise ValueError(f"resize {resize!r} is not one of {RESIZE_MODES}.")
     resized, _ = resize_pair(np.asarray(image, dtype=np.float32), {}, size, resize)

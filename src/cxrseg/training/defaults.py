@@ -31,8 +31,8 @@ from cxrseg.training.precision import autocast_dtype
 
 if TYPE_CHECKING:
     from cxrseg.data import Case
-    from cxrseg.data.torch_dataset import CachedCases
     from cxrseg.training.config import TrainConfig
+    from cxrseg.training.dataset import CachedCases
 
 __all__ = [
     "amp_dtype",

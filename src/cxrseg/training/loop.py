@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from cxrseg.data.torch_dataset import normalize_batch
 from cxrseg.errors import CxrsegError
 from cxrseg.training.config import TrainConfig
+from cxrseg.training.dataset import normalize_batch
 from cxrseg.training.distributed import DistInfo, all_reduce_sum
 
 __all__ = [

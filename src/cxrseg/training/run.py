@@ -30,15 +30,6 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from cxrseg.data.torch_dataset import (
-    CachedCases,
-    EpochSampler,
-    SegmentationDataset,
-    augment_on_device,
-    build_pipeline,
-    cache_cases,
-    device_augment,
-)
 from cxrseg.errors import InputError
 from cxrseg.io import folder_lock
 from cxrseg.training import defaults
@@ -47,6 +38,15 @@ from cxrseg.training.checkpoint import (
 )
 from cxrseg.training.config import TrainConfig
 from cxrseg.training.curves import metric_columns, plot_curves, write_metrics_csv
+from cxrseg.training.dataset import (
+    CachedCases,
+    EpochSampler,
+    SegmentationDataset,
+    augment_on_device,
+    build_pipeline,
+    cache_cases,
+    device_augment,
+)
 from cxrseg.training.distributed import DistInfo, barrier, distributed_context
 from cxrseg.training.loop import (
     EarlyStopping,
@@ -280,7 +280,7 @@ def _run(
 
     core = create_model(config.model, in_channels=1, num_classes=num_classes, **config.model_kwargs)
     if init is not None and not resume:
-        from cxrseg.pretrained import resolve
+        from cxrseg.catalogue import resolve
 
         load_init(core, resolve(init), structures, mode)
     core.to(device)

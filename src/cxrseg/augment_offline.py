@@ -28,12 +28,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from cxrseg.augment.base import check_choice, check_integer
 from cxrseg.augment.pipeline import Pipeline
+from cxrseg.augment.resample import RESIZE_MODES, resize_pair
+from cxrseg.data import discover, load_case
 from cxrseg.errors import InputError
+from cxrseg.io import atomic_write, read_image_info, write_image, write_mask
 from cxrseg.io.folders import LOCK_NAME, folder_lock
 
 __all__ = [
@@ -42,12 +44,10 @@ __all__ = [
     "augment_dataset",
     "read_manifest",
     "replay_record",
-    "resize_pair",
 ]
 
 logger = logging.getLogger(__name__)
 
-RESIZE_MODES = ("squash", "letterbox")
 MANIFEST = "manifest.jsonl"
 PIPELINE_FILE = "pipeline.yaml"
 
@@ -71,39 +71,6 @@ class AugmentSummary:
     manifest: Path
 
 
-def resize_pair(
-    image: np.ndarray, masks: dict[str, np.ndarray], size: int, mode: str = "squash"
-) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Resize an image (area/bilinear) and its masks (nearest) to ``size`` x ``size``.
-
-    Args:
-        image: float32 (H, W).
-        masks: name -> uint8 (H, W).
-        size: Output side in pixels.
-        mode: ``squash`` (ignore the aspect ratio) or ``letterbox`` (keep it, pad with 0).
-    """
-    height, width = image.shape[:2]
-    if mode == "squash":
-        inner = (size, size)
-    else:
-        scale = size / max(height, width)
-        inner = (max(1, round(height * scale)), max(1, round(width * scale)))
-    if inner != (height, width):
-        shrink = inner[0] < height or inner[1] < width
-        interp = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
-        image = cv2.resize(image, inner[::-1], interpolation=interp)
-        masks = {
-            k: cv2.resize(m, inner[::-1], interpolation=cv2.INTER_NEAREST_EXACT)
-            for k, m in masks.items()
-        }
-    if inner != (size, size):
-        top, left = (size - inner[0]) // 2, (size - inner[1]) // 2
-        pad = ((top, size - inner[0] - top), (left, size - inner[1] - left))
-        image = np.pad(image, pad)
-        masks = {k: np.pad(m, pad) for k, m in masks.items()}
-    return np.clip(image, 0.0, 1.0).astype(np.float32), masks
-
-
 def read_manifest(path: str | Path) -> list[dict[str, Any]]:
     """The records of a ``manifest.jsonl``; an unreadable (half-written) line is skipped."""
     path = Path(path)
@@ -122,8 +89,6 @@ def read_manifest(path: str | Path) -> list[dict[str, Any]]:
 
 
 def _write_manifest(path: Path, records: list[dict[str, Any]]) -> None:
-    from cxrseg.io import atomic_write
-
     with atomic_write(path) as tmp:
         tmp.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
 
@@ -206,8 +171,6 @@ def augment_dataset(
         InputError: Bad arguments, an empty dataset, a pipeline that cannot use ``size``, an
             output folder inside the input or holding another run.
     """
-    from cxrseg.data import discover
-
     n = check_integer("augment", "n", n, minimum=1)
     size = check_integer("augment", "size", size, minimum=8)
     resize = check_choice("augment", "resize", resize, RESIZE_MODES)
@@ -311,8 +274,6 @@ def _write_samples(
 def _load_resized(
     dataset: Any, case: Any, size: int, resize: str
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    from cxrseg.data import load_case
-
     image, masks = load_case(case, dataset)
     return resize_pair(image, masks, size, resize)
 
@@ -339,8 +300,6 @@ def _make_sample(
     dataset: Any, k: int, out: Path, pipeline: Pipeline, size: int, resize: str
 ) -> dict[str, Any]:
     """Load, resize, augment and write sample ``k``; return its manifest record."""
-    from cxrseg.io import read_image_info, write_image, write_mask
-
     case = dataset.cases[k % len(dataset.cases)]
     image, masks = _load_resized(dataset, case, size, resize)
     image, masks, params = pipeline.apply_with_params(image, masks, index=k, epoch=0)

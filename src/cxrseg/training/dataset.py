@@ -9,7 +9,7 @@ pairs, which keeps persistent workers in step with the epoch.
 
 Normalisation (:func:`normalize_batch`) runs on the training device after the augmentation,
 so CPU and on-device augmentation see the same [0, 1] images. Prediction must apply the same
-resize (:func:`cxrseg.augment.offline.resize_pair`, ``resize`` in the checkpoint) and
+resize (:func:`cxrseg.augment.resample.resize_pair`, ``resize`` in the checkpoint) and
 normalisation (``normalization`` in the checkpoint).
 """
 
@@ -24,6 +24,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset as TorchDataset
 from torch.utils.data import DistributedSampler, Sampler
+
+from cxrseg.augment.pipeline import Pipeline
+from cxrseg.augment.resample import resize_pair
+from cxrseg.data import load_case
 
 if TYPE_CHECKING:
     from cxrseg.data import Case, Dataset
@@ -108,9 +112,6 @@ def cache_cases(
             missing from a case gives an empty mask.
         progress: Called with ``(done, total)`` after each case.
     """
-    from cxrseg.augment.offline import resize_pair
-    from cxrseg.data import load_case
-
     names = list(structures if structures is not None else dataset.structures)
     images = np.zeros((len(cases), size, size), np.float32)
     masks = np.zeros((len(cases), len(names), size, size), np.uint8)
@@ -214,8 +215,6 @@ def build_pipeline(recipe: dict[str, Any] | None, seed: int) -> Any:
 
     Returns ``None`` for a recipe without operations (training without augmentation).
     """
-    from cxrseg.augment.pipeline import Pipeline
-
     if not recipe or not recipe.get("operations"):
         return None
     return Pipeline.from_dict({**recipe, "seed": seed})

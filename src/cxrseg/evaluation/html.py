@@ -28,8 +28,10 @@ from pathlib import Path
 import numpy as np
 
 from cxrseg._version import __version__
-from cxrseg.evaluation import EMPTY_MASK_RULE, UNITS, EvaluationResult
+from cxrseg.evaluation.results import EMPTY_MASK_RULE, UNITS, EvaluationResult
 from cxrseg.io import atomic_write
+from cxrseg.metrics import mask_boundary
+from cxrseg.report.contact_sheet import overlay
 
 __all__ = [
     "COLORS",
@@ -131,9 +133,6 @@ def triptych(
     Raises:
         ValueError: ``side`` below 16, or a mask whose shape differs from the image.
     """
-    from cxrseg.metrics import mask_boundary
-    from cxrseg.report.contact_sheet import overlay
-
     if side < 16:
         raise ValueError(f"side must be at least 16 pixels, got {side}; e.g. side=160")
     for name, mask in [*reference.items(), *prediction.items()]:

@@ -1,26 +1,6 @@
-"""Evaluate predicted masks against reference masks: per-case CSV, summary JSON, HTML report.
+"""Scoring: pair predictions with references, compute metrics per case, write CSV/JSON/HTML.
 
-:func:`evaluate` pairs the prediction cases with the reference cases by case id, checks that ids,
-structures and sizes agree (every mismatch is listed by name), computes
-:func:`cxrseg.metrics.segmentation_metrics` per case and structure, and writes three files:
-
-``out/cases.csv``
-    One row per case and structure: ``id, structure, dice, jaccard, hd95, mcd`` and, when the
-    pixel spacing of some reference image is known, ``hd95_mm, mcd_mm``. Distances without a
-    value (one mask empty; mm for an image of unknown spacing) are empty cells. The last
-    column, ``flags``, holds the quality flag codes ``cxrseg predict`` recorded for the case in
-    ``PRED/predictions.json`` (``;``-separated; empty when none).
-``out/summary.json``
-    Per structure and metric: mean, median, std (ddof=0), p05 (5th percentile), n and n_nan
-    (:func:`cxrseg.metrics.summarize`), with the empty-mask rule, the paths and the version.
-``out/report.html``
-    One self-contained page (:mod:`cxrseg.report.html`): summary table, box plots, the worst
-    cases first with overlays, and the full per-case table.
-
-Predictions are read from ``PRED/masks/<structure>/<id>.png`` (what ``cxrseg predict`` writes)
-or the other folders :mod:`cxrseg.pairing` lists; predicted structures are paired with reference
-ones by :mod:`cxrseg.structure_map` (``lungs`` is ``left_lung`` + ``right_lung``). Pixel
-spacing comes from each reference image's header (:func:`cxrseg.io.read_image_info`).
+The files written are described in :mod:`cxrseg.evaluation`.
 """
 
 from __future__ import annotations
@@ -31,105 +11,30 @@ import logging
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 from cxrseg._version import __version__
 from cxrseg.data import Case, Dataset, discover
 from cxrseg.errors import InputError
+from cxrseg.evaluation.html import triptych_data_uri, write_report
+from cxrseg.evaluation.results import (
+    EMPTY_MASK_RULE,
+    METRICS,
+    MM_METRICS,
+    UNITS,
+    CaseResult,
+    EvaluationResult,
+)
 from cxrseg.io import atomic_write
 from cxrseg.metrics import segmentation_metrics, summarize
 from cxrseg.pairing import MismatchError, Pairing, listing
 
-__all__ = [
-    "EMPTY_MASK_RULE",
-    "METRICS",
-    "CaseResult",
-    "EvaluationResult",
-    "MismatchError",
-    "evaluate",
-]
+__all__ = ["evaluate", "read_flags"]
 
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
-
-METRICS = ("dice", "jaccard", "hd95", "mcd")
-"""Metrics of every case; ``hd95_mm`` and ``mcd_mm`` follow when pixel spacing is known."""
-MM_METRICS = ("hd95_mm", "mcd_mm")
-UNITS = {"dice": "", "jaccard": "", "hd95": "px", "mcd": "px", "hd95_mm": "mm", "mcd_mm": "mm"}
-EMPTY_MASK_RULE = (
-    "Both masks empty: Dice = Jaccard = 1 and HD95 = MCD = 0. Exactly one mask empty: "
-    "Dice = Jaccard = 0 and HD95 = MCD undefined (NaN: an empty CSV cell, left out of the "
-    "statistics and counted in n_nan)."
-)
-
-
-@dataclass(frozen=True)
-class CaseResult:
-    """Metrics of one case.
-
-    Attributes:
-        case_id: The case id shared by prediction and reference.
-        metrics: ``{structure: {metric: value}}``; mm metrics are NaN when ``spacing`` is None.
-        spacing: ``(row, col)`` pixel spacing in mm of the reference image, or None.
-    """
-
-    case_id: str
-    metrics: dict[str, dict[str, float]]
-    spacing: tuple[float, float] | None
-
-    @property
-    def mean_dice(self) -> float:
-        """Mean Dice over the evaluated structures (the order of the worst-case table)."""
-        return float(np.mean([row["dice"] for row in self.metrics.values()]))
-
-
-@dataclass
-class EvaluationResult:
-    """What :func:`evaluate` computed and wrote.
-
-    Attributes:
-        cases: One result per evaluated case, in natural id order.
-        structures: Evaluated structures, in column order.
-        metrics: Metric names in the CSV and summary (``METRICS`` plus mm metrics when known).
-        summary: ``{structure: {metric: {"mean", "median", "std", "p05", "n", "n_nan"}}}``.
-        predictions: The prediction folder.
-        references: The reference dataset folder (its images folder for explicit datasets).
-        out: The output folder; ``cases.csv``, ``summary.json`` and ``report.html`` inside.
-        missing_predictions: Reference ids without a usable prediction (``allow_missing``).
-        missing_references: Predicted ids without a reference case (``allow_missing``).
-        structure_map: Which reference structures each evaluated one was compared with, and
-            the structures not evaluated (:meth:`cxrseg.structure_map.StructureMap.to_dict`).
-        flags: ``{id: [{"code", "message"}, ...]}``: the quality flags ``cxrseg predict``
-            recorded in ``PRED/predictions.json`` (empty when it holds none).
-    """
-
-    cases: list[CaseResult]
-    structures: list[str]
-    metrics: list[str]
-    summary: dict[str, dict[str, dict[str, float]]]
-    predictions: Path
-    references: Path
-    out: Path
-    missing_predictions: list[str] = field(default_factory=list)
-    missing_references: list[str] = field(default_factory=list)
-    structure_map: dict[str, Any] = field(default_factory=dict)
-    flags: dict[str, list[dict[str, str]]] = field(default_factory=dict)
-
-    @property
-    def report_path(self) -> Path:
-        """The HTML report."""
-        return self.out / "report.html"
-
-    def worst(self, n: int | None = None) -> list[CaseResult]:
-        """Cases by ascending mean Dice over structures (ties: id order); the first ``n``."""
-        ranked = sorted(self.cases, key=lambda case: case.mean_dice)
-        return ranked if n is None else ranked[:n]
 
 
 def evaluate(
@@ -194,8 +99,6 @@ def evaluate(
         for case_id, uri in pool.map(partial(_thumbnail, pair), result.worst(n_worst)):
             thumbnails[case_id] = uri
             report(len(scored) + len(thumbnails), total)
-
-    from cxrseg.report.html import write_report
 
     write_report(out / "report.html", result, thumbnails)
     logger.info("evaluated %d cases; report in %s", len(scored), out)
@@ -276,8 +179,6 @@ def _score(pair: Pairing, case: Case, spacing: tuple[float, float] | None) -> Ca
 
 def _thumbnail(pair: Pairing, case_result: CaseResult) -> tuple[str, str]:
     """Case id and triptych data URI of a scored case."""
-    from cxrseg.report.html import triptych_data_uri
-
     image, ref_masks, pred_masks = pair.load(pair.ref.case(case_result.case_id))
     return case_result.case_id, triptych_data_uri(image, ref_masks, pred_masks)
 

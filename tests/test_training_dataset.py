@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 
 from cxrseg.augment.pipeline import Pipeline
 from cxrseg.data import discover
-from cxrseg.data.torch_dataset import (
+from cxrseg.training.dataset import (
     CachedCases,
     EpochSampler,
     SegmentationDataset,

@@ -1,0 +1,323 @@
+"""Cross-validation: K folds, each a normal run folder, out-of-fold predictions, one summary.
+
+:func:`train_folds` is what ``cxrseg train DATA --out RUN --folds K`` calls. ``RUN`` holds::
+
+    config.yaml     the options every fold trains with (each fold resolves its own defaults)
+    splits.json     the K folds (seeded, or from --folds-file) and any held-out test ids
+    splits/         fold_<k>.json: the train/val split each fold run is started with
+    fold_<k>/       a normal, resumable run folder: trains on the other folds, validates on
+                    this one; fold.json once its out-of-fold predictions are written, and
+                    oof/ = its validation cases predicted by its best model, unprocessed
+    oof/            every case's out-of-fold prediction with the post-processing chosen once,
+                    on all of them (masks/<structure>/<id>.png, the layout of cxrseg predict)
+    evaluation/     cases.csv, summary.json and report.html of oof/ (cxrseg evaluate's files)
+    crossval.json   folds, post-processing, summary; ``cxrseg predict RUN`` averages the folds
+
+Rerunning the same command continues: finished folds are skipped and an interrupted one
+resumes from its last epoch. Under torchrun every process trains every fold (each fold is a
+distributed run, as ``cxrseg train`` is); only the main process writes the files.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cxrseg.data import (
+    Dataset,
+    Splits,
+    discover,
+    load_case,
+    load_or_create_splits,
+    make_splits,
+    read_fold_file,
+)
+from cxrseg.errors import InputError
+from cxrseg.evaluation import evaluate
+from cxrseg.inference import Predictor, predict_paths
+from cxrseg.inference.ensemble import CROSSVAL_FILE, CROSSVAL_FORMAT
+from cxrseg.io import atomic_write, read_mask, write_mask
+from cxrseg.postprocess import choose_postprocessing, postprocess_mask
+from cxrseg.training.config import TrainConfig, config_diff
+from cxrseg.training.resume import last_dir
+from cxrseg.training.run import train
+
+__all__ = ["CrossvalResult", "train_folds"]
+
+logger = logging.getLogger(__name__)
+
+FOLD_RECORD = "fold.json"
+#: Largest side at which the post-processing is chosen (bigger masks are subsampled).
+CHOICE_SIZE = 512
+
+EventCallback = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class CrossvalResult:
+    """A finished cross-validation.
+
+    Attributes:
+        run_dir: The cross-validation folder.
+        record: What ``crossval.json`` holds: ``k``, ``folds``, ``fold_results``,
+            ``postprocessing``, ``summary`` (``{structure: {metric: {"mean", "std", ...}}}``
+            over all out-of-fold cases) and ``fold_dice`` (each fold's mean Dice).
+    """
+
+    run_dir: Path
+    record: dict[str, Any]
+
+
+def train_folds(
+    data: str | Path,
+    out: str | Path,
+    config: TrainConfig | None = None,
+    *,
+    folds: int | None = None,
+    folds_file: str | Path | None = None,
+    test_fraction: float = 0.0,
+    overrides: dict[str, Any] | None = None,
+    on_event: EventCallback | None = None,
+) -> CrossvalResult:
+    """Train K folds into ``out`` (or continue them), then summarise them as one ensemble.
+
+    Args:
+        data: Dataset folder.
+        out: Cross-validation folder: new, empty, or one this function started.
+        config: Options of every fold; ``None`` uses the defaults (or the saved ones).
+        folds: Number of seeded folds (>= 2); with ``folds_file`` it must match the file.
+        folds_file: A fold file (see :mod:`cxrseg.data.folds`) instead of seeded folds.
+        test_fraction: Share of cases held out of every fold (seeded folds only).
+        overrides: Options applied on top of ``config``.
+        on_event: Receives the events of each fold's :func:`~cxrseg.training.train` and
+            ``{"event": "fold", "fold", "k", "status"}`` (``start``, ``resume``, ``done``).
+
+    Raises:
+        InputError: Bad data, folds, folder, or options that differ from the saved ones.
+    """
+    out = Path(out)
+    main = int(os.environ.get("RANK", "0")) == 0
+    emit = on_event if on_event is not None and main else _ignore
+    dataset = discover(data)
+    if not dataset.cases:
+        raise InputError("no complete image/mask pairs found.", path=data,
+                         hint="run `cxrseg inspect` on the folder to see why.")  # fmt: skip
+    config = _cv_config(out, config, overrides or {}, main)
+    splits = _cv_splits(out, dataset, config.seed, folds, folds_file, test_fraction, main)
+    k = len(splits.folds)
+    for fold in range(k):
+        run = out / f"fold_{fold}"
+        if (run / FOLD_RECORD).is_file():
+            emit({"event": "fold", "fold": fold, "k": k, "status": "done"})
+            continue
+        resume = last_dir(run) is not None
+        if not resume and main and run.exists():
+            shutil.rmtree(run)  # a fold stopped before its first epoch: start it again
+        emit({"event": "fold", "fold": fold, "k": k, "status": "resume" if resume else "start"})
+        given = out / "splits" / f"fold_{fold}.json"
+        result = train(data, run, config, resume=resume, splits=given, on_event=on_event)
+        if main:
+            _predict_oof(run, dataset, splits.folds[fold][1], config)
+            _write_json(run / FOLD_RECORD, {
+                "fold": fold, "n_train": len(splits.folds[fold][0]),
+                "n_val": len(splits.folds[fold][1]), "val": splits.folds[fold][1],
+                "stopped": result.stopped, "epoch": result.epoch,
+                "best_epoch": result.best_epoch, "best_dice": result.best_dice,
+            })  # fmt: skip
+    if not main:
+        return CrossvalResult(out, {})
+    record = _summarise(out, dataset, splits)
+    emit({"event": "crossval", **record})
+    return CrossvalResult(out, record)
+
+
+def _ignore(event: dict[str, Any]) -> None:
+    del event
+
+
+def _write_json(path: Path, value: Any) -> None:
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(value, indent=1) + "\n", encoding="utf-8")
+
+
+# --- the plan: options and folds, saved once ------------------------------------------------
+
+
+def _cv_config(out: Path, config: TrainConfig | None, overrides: dict[str, Any],
+               main: bool) -> TrainConfig:  # fmt: skip
+    """The options of every fold: given now, or (on a rerun) the saved ones, which must agree."""
+    saved_path = out / "config.yaml"
+    if not saved_path.is_file():
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise InputError(
+                "the folder exists and is not a cross-validation folder; nothing was changed.",
+                path=out,
+                hint="choose a new --out folder (a rerun continues a cross-validation folder).",
+            )
+        requested = (config or TrainConfig()).replace(**overrides)
+        if main:
+            out.mkdir(parents=True, exist_ok=True)
+            requested.to_yaml(saved_path)
+        return requested
+    saved = TrainConfig.from_yaml(saved_path)
+    requested = (config or saved).replace(**overrides)
+    diff = config_diff(saved.identity(), requested.identity())
+    if diff:
+        raise InputError(
+            "the cross-validation was started with other options: " + "; ".join(diff) + ".",
+            path=out,
+            hint="rerun with the original options (or none), or choose a new --out folder.",
+        )
+    return requested
+
+
+def _cv_splits(
+    out: Path,
+    dataset: Dataset,
+    seed: int,
+    folds: int | None,
+    folds_file: str | Path | None,
+    test_fraction: float,
+    main: bool,
+) -> Splits:
+    """The folds: made (or read from ``folds_file``) once, saved in ``splits.json``, reused."""
+    ids = dataset.case_ids
+    path = out / "splits.json"
+    given = read_fold_file(folds_file, ids, seed) if folds_file is not None else None
+    if given is not None and folds is not None and folds != len(given.folds):
+        raise InputError(f"--folds {folds} but the fold file lists {len(given.folds)} folds.",
+                         path=folds_file, hint="drop --folds, or fix the file.")  # fmt: skip
+    if path.is_file():
+        saved = _saved_splits(path, ids)
+    elif given is not None:
+        saved = given
+    elif folds is None:
+        raise InputError("give the number of folds (--folds K) or a fold file (--folds-file).",
+                         path=out)  # fmt: skip
+    else:
+        try:
+            saved = make_splits(ids, seed, 0.0, test_fraction, folds)
+        except ValueError as exc:
+            raise InputError(
+                f"cannot make {folds} folds: {exc}",
+                path=dataset.root,
+                hint="lower --folds or --test-fraction, or add cases.",
+            ) from exc
+    if given is not None and saved.folds != given.folds:
+        raise InputError(
+            "the fold file differs from the folds this folder was started with.",
+            path=folds_file,
+            hint="rerun with the original folds, or choose a new --out folder.",
+        )
+    if folds is not None and saved.k != folds:
+        raise InputError(
+            f"this folder holds a {saved.k}-fold cross-validation, not {folds}.",
+            path=out,
+            hint=f"rerun with --folds {saved.k}, or choose a new --out folder.",
+        )
+    if main:
+        if not path.is_file():
+            _write_json(path, saved.to_dict())
+        for i, (train_ids, val_ids) in enumerate(saved.folds):
+            target = out / "splits" / f"fold_{i}.json"
+            one = replace(saved, train=train_ids, val=val_ids, k=None, folds=[(train_ids, val_ids)])
+            if not target.is_file():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                _write_json(target, one.to_dict())
+    return saved
+
+
+def _saved_splits(path: Path, ids: list[str]) -> Splits:
+    """The folds saved in ``path``, checked against the dataset's ids."""
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8"))
+        options = (int(recorded["seed"]), float(recorded["test_fraction"]), int(recorded["k"]))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"cannot read the saved folds ({exc}).", path=path,
+                         hint="choose a new --out folder.") from exc  # fmt: skip
+    seed, test_fraction, k = options
+    return load_or_create_splits(path, ids, seed, 0.0, test_fraction, k)
+
+
+# --- after the folds ------------------------------------------------------------------------
+
+
+def _predict_oof(run: Path, dataset: Dataset, val_ids: list[str], config: TrainConfig) -> None:
+    """The fold's validation cases, predicted by its best model without post-processing."""
+    device = config.device if config.device in ("cpu", "cuda") else "auto"
+    predictor = Predictor.from_checkpoint(run, device=device, runtime="torch", postprocess=False)
+    target = run / "oof"
+    if target.exists():
+        shutil.rmtree(target)  # a half-written one from an interrupted run
+    predict_paths(predictor, [dataset.case(i).image for i in val_ids], target)
+
+
+def _oof_masks(out: Path, dataset: Dataset, fold: int, case_id: str) -> dict[str, np.ndarray]:
+    folder = out / f"fold_{fold}" / "oof" / "masks"
+    return {s: (read_mask(folder / s / f"{case_id}.png") > 0).view(np.uint8)
+            for s in dataset.structures}  # fmt: skip
+
+
+def _choose(out: Path, dataset: Dataset, owner: dict[str, int]) -> tuple[dict[str, Any], Any]:
+    """Post-processing chosen once on every out-of-fold prediction (large masks subsampled)."""
+    preds, refs = [], []
+    for case_id, fold in owner.items():
+        pred = _oof_masks(out, dataset, fold, case_id)
+        _, ref = load_case(dataset.case(case_id), dataset)
+        step = max(1, math.ceil(max(next(iter(ref.values())).shape) / CHOICE_SIZE))
+        preds.append({s: m[::step, ::step] for s, m in pred.items()})
+        refs.append({s: m[::step, ::step] for s, m in ref.items()})
+    return choose_postprocessing(preds, refs)
+
+
+def _summarise(out: Path, dataset: Dataset, splits: Splits) -> dict[str, Any]:
+    """Choose the post-processing, write ``oof/`` and ``evaluation/``, then ``crossval.json``."""
+    owner = {case_id: k for k, (_, val) in enumerate(splits.folds) for case_id in val}
+    chosen, report = _choose(out, dataset, owner)
+    for case_id, fold in owner.items():
+        for name, mask in _oof_masks(out, dataset, fold, case_id).items():
+            done = postprocess_mask(mask, chosen[name]) if name in chosen else mask
+            write_mask(out / "oof" / "masks" / name / f"{case_id}.png", done * 255)
+    cases = replace(dataset, cases=[dataset.case(i) for i in owner])
+    result = evaluate(out / "oof", cases, out / "evaluation")
+    by_case = {case.case_id: case for case in result.cases}
+    fold_dice = {
+        s: [float(np.mean([by_case[i].metrics[s]["dice"] for i in val])) for _, val in splits.folds]
+        for s in result.structures
+    }
+    fold_results = [
+        json.loads((out / f"fold_{k}" / FOLD_RECORD).read_text(encoding="utf-8"))
+        for k in range(len(splits.folds))
+    ]
+    record = {
+        "format": CROSSVAL_FORMAT, "version": 1, "k": len(splits.folds),
+        "folds": [f"fold_{k}" for k in range(len(splits.folds))],
+        "structures": result.structures, "n_cases": len(owner), "test": splits.test,
+        "postprocessing": {name: cfg.to_dict() for name, cfg in chosen.items()},
+        "postprocessing_report": report,
+        "summary": result.summary, "fold_dice": fold_dice,
+        "fold_results": [{k: v for k, v in r.items() if k != "val"} for r in fold_results],
+        "oof": "oof", "evaluation": "evaluation",
+    }  # fmt: skip
+    _write_json(out / CROSSVAL_FILE, _finite(record))
+    return record
+
+
+def _finite(value: Any) -> Any:
+    """NaN and infinities as ``None``, so the JSON is standard."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
