@@ -47,7 +47,11 @@ _OS_FIXES = {
     errno.EPERM: ("operation not permitted", "check the permissions, or choose another path"),
     errno.EROFS: ("read-only file system", "choose an output folder on a writable disk"),
     errno.EISDIR: ("is a folder, not a file", "name a file, not a folder"),
-    errno.ENOTDIR: ("a part of this path is a file, not a folder", "choose another path"),
+    errno.ENOTDIR: (
+        "a file is in the way (a part of this path is a file, not a folder)",
+        "choose another path or move that file",
+    ),
+    errno.EEXIST: ("a file is in the way", "choose another path or move that file"),
     errno.ENOENT: ("not found", "check the path"),
     errno.ENAMETOOLONG: ("the name is too long", "choose a shorter path"),
 }

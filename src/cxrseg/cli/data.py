@@ -142,6 +142,10 @@ def inspect_command(
             )
     if sheet is not None and sheet.suffix.lower() != ".png":
         raise fail(f"--sheet {sheet} must end in .png.")
+    from cxrseg.io import check_output_file  # lazy: start-up time
+
+    for target in outputs:  # before the checks, which may take minutes
+        check_output_file(target)
 
     with progress_bar("inspect", enabled=len(dataset.cases) >= 50) as progress:
         report = validate(dataset, progress=progress, workers=workers)
@@ -158,7 +162,6 @@ def inspect_command(
             from cxrseg.io import atomic_write
 
             target = Path(json_out)
-            target.parent.mkdir(parents=True, exist_ok=True)
             with atomic_write(target) as tmp:
                 tmp.write_text(text, encoding="utf-8")
             out.print(f"Wrote {escape(str(target))}")

@@ -29,13 +29,21 @@ from __future__ import annotations
 from cxrseg.io._common import IMAGE_EXTENSIONS, ImageInfo, is_image_file
 from cxrseg.io.folders import check_name, folder_lock, inside
 from cxrseg.io.reading import read_image, read_image_info, read_mask
-from cxrseg.io.writing import atomic_write, ensure_folder, write_error, write_image, write_mask
+from cxrseg.io.writing import (
+    atomic_write,
+    check_output_file,
+    ensure_folder,
+    write_error,
+    write_image,
+    write_mask,
+)
 
 __all__ = [
     "IMAGE_EXTENSIONS",
     "ImageInfo",
     "atomic_write",
     "check_name",
+    "check_output_file",
     "ensure_folder",
     "folder_lock",
     "inside",

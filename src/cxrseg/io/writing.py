@@ -97,14 +97,8 @@ def atomic_write(path: str | Path) -> Iterator[Path]:
         InputError: The folder cannot be created or written (no permission, read-only file system,
             disk full, a file in the way).
     """
-    path = Path(path)
+    path = check_output_file(path)
     parent = path.parent
-    if path.is_dir():
-        raise InputError(
-            "is a folder, but a file is to be written here",
-            path=path,
-            hint=f"name a file, e.g. {path / ('output' + (path.suffix or '.json'))}",
-        )
     ensure_folder(parent)
     tmp = parent / f".{path.name}.tmp-{secrets.token_hex(4)}{path.suffix}"
     try:
@@ -125,6 +119,31 @@ def atomic_write(path: str | Path) -> Iterator[Path]:
             raise write_error(exc, parent) from exc
         raise
     _fsync_dir(parent)
+
+
+def check_output_file(path: str | Path) -> Path:
+    """Refuse, before any work, a file target that is a folder or lies under a file.
+
+    Raises:
+        InputError: Naming the folder or the file in the way.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(
+            "is a folder, but a file is to be written here",
+            path=path,
+            hint=f"name a file, e.g. {path / ('output' + (path.suffix or '.json'))}",
+        )
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise InputError(
+                    "cannot create the output folder: a file with that name is in the way",
+                    path=parent,
+                    hint="choose another output path or move that file",
+                )
+            break
+    return path
 
 
 def ensure_folder(folder: str | Path) -> Path:

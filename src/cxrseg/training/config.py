@@ -242,6 +242,7 @@ class TrainConfig(Schema):
             raise InputError(
                 f"a training config must be a mapping of options, got {type(values).__name__}.",
                 path=source,
+                hint="write one 'name: value' line per option, e.g. 'epochs: 30'.",
             )
         known = set(cls.model_fields)
         unknown = sorted(map(str, set(values) - known))
@@ -267,7 +268,11 @@ class TrainConfig(Schema):
         try:
             values = yaml.safe_load(path.read_text(encoding="utf-8"))
         except yaml.YAMLError as exc:
-            raise InputError(f"not valid YAML ({exc}).", path=path) from exc
+            raise InputError(
+                f"not valid YAML ({exc}).",
+                path=path,
+                hint="fix the line shown: one 'name: value' per line, lists in [ ].",
+            ) from exc
         return cls.from_dict(values or {}, source=path)
 
     def to_yaml(self, path: str | Path) -> None:

@@ -31,7 +31,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from cxrseg.errors import InputError
-from cxrseg.io import folder_lock
+from cxrseg.io import folder_lock, write_error
 from cxrseg.training import defaults
 from cxrseg.training.checkpoint import (
     load_checkpoint,
@@ -483,5 +483,8 @@ class _RunLog:
         if self.path is None:
             return
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(f"{stamp} {line}\n")
+        try:
+            with open(self.path, "a", encoding="utf-8") as handle:
+                handle.write(f"{stamp} {line}\n")
+        except OSError as exc:  # a full disk says so like every other write
+            raise write_error(exc, self.path.parent) from exc
