@@ -215,8 +215,8 @@ def _parse_size(size: int | tuple[int, int]) -> tuple[int, int]:
         raise ValueError(f"size {size!r} is too small; each side must be >= {MIN_SIZE} pixels.")
     if max(hw) > MAX_SIZE:
         raise ValueError(
-            f"size {size!r} is too large; each side must be <= {MAX_SIZE} pixels (a real "
-            f"phantom of 2048 px takes about 225 MB to draw; larger ones exhaust memory)."
+            f"size {size!r} is too large; each side must be <= {MAX_SIZE} pixels (a "
+            f"{MAX_SIZE} px phantom takes about 225 MB to draw; larger ones exhaust memory)."
         )
     return hw
 
