@@ -92,8 +92,8 @@ def rate(step: Callable[[int], object], seconds: float, threads: int) -> tuple[f
 
 
 def cxrseg_core(image: np.ndarray, mask: np.ndarray, kind: str) -> Callable[[int], object]:
-    from cxrseg.augment import functional as F
-    from cxrseg.augment.resample import warp
+    from cxrseg.augment import geometry as F
+    from cxrseg.augment.resample_cv import warp
 
     height, width = image.shape
     sigmas = F.gaussian_sigmas(height, width, GRID, GRID, MAGNITUDE_GAUSSIAN)[..., None]
@@ -147,7 +147,7 @@ def albumentations(image: np.ndarray, mask: np.ndarray, kind: str) -> Callable[[
 
 
 def remap_floor(image: np.ndarray, mask: np.ndarray) -> Callable[[int], object]:
-    from cxrseg.augment import functional as F
+    from cxrseg.augment import geometry as F
 
     d = np.random.default_rng(0).integers(-MAGNITUDE_RANDOM, MAGNITUDE_RANDOM + 1, (4, 4, 2))
     map_x, map_y = F.mesh_map(*image.shape, GRID, GRID, d)
@@ -225,8 +225,8 @@ def run_cpu(size: int, seconds: float, thread_counts: list[int], rounds: int) ->
 def run_torch(size: int, batch: int, device_name: str, seconds: float) -> None:
     import torch
 
-    from cxrseg.augment import functional as F
-    from cxrseg.augment.torch_backend import mesh_grid_batch, warp_batch
+    from cxrseg.augment import geometry as F
+    from cxrseg.augment.resample_torch import mesh_grid_batch, warp_batch
 
     device = torch.device(device_name)
     image, mask = test_pair(size)

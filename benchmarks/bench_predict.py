@@ -11,12 +11,24 @@ back, arg-max and post-processing. The network alone is timed too.
 Backends (CPU), measured side by side: every round runs each backend once, in turn, so a
 change in the machine's load hits all of them alike:
 
-- ``PyTorch`` (contiguous, batch norm kept: the plain model);
-- ``PyTorch folded CL`` (:class:`~cxrseg.inference.TorchBackend`'s default: batch norm
-  folded into the convolutions, channels-last) = ``--runtime torch``;
-- ``ONNX Runtime`` what ``Predictor.from_checkpoint`` picks on the CPU (``--runtime auto``
-  with onnxruntime installed: exported in memory, no thread spinning);
-- ``ONNX Runtime spin`` the same with ONNX Runtime's default thread spinning.
+- ``PyTorch`` (contiguous, batch norm kept, float32: the plain model);
+- ``PyTorch folded CL`` (:class:`~cxrseg.inference.TorchBackend`: batch norm folded into the
+  convolutions, channels-last) in float32 = ``--runtime torch --no-amp``;
+- ``ONNX Runtime`` float32, exported in memory, no thread spinning: what ``--runtime auto``
+  picked on every CPU before bfloat16 ("today"), and still picks on CPUs without native
+  bfloat16;
+- ``ONNX Runtime spin`` the same with ONNX Runtime's default thread spinning;
+- ``PyTorch bf16 CL`` the folded channels-last network in bfloat16 autocast: what
+  ``--runtime auto`` picks on CPUs with native bfloat16 (timed elsewhere with
+  ``--force-bf16``).
+
+The header names the CPU, its bfloat16 flags and what ``--runtime auto`` picks and why. The
+``vs today`` column is the end-to-end speed-up over ``ONNX Runtime``; ``Dice vs today`` is the
+mean Dice of each backend's masks against ONNX Runtime's float32 masks.
+
+Agreement on real radiographs: ``--real-data ../shared/data`` predicts every image of its
+sets (``<set>/images/*.png``) with the ``--model`` in ONNX Runtime float32 and with what
+``--runtime auto`` picks, and prints the Dice of the masks (mean, min) per set.
 
 CPU (the target is <= 100 ms per 512 x 512 image on 2 cores)::
 
@@ -25,6 +37,8 @@ CPU (the target is <= 100 ms per 512 x 512 image on 2 cores)::
 A trained checkpoint or the shipped lung model instead of the default recipe's network::
 
     .venv/bin/python benchmarks/bench_predict.py --threads 2 --model lungs
+    .venv/bin/python benchmarks/bench_predict.py --threads 2 --model lungs \
+        --real-data ../shared/data
 
 GPU (network throughput, images/s, of the PyTorch backend; bfloat16 autocast)::
 
@@ -44,6 +58,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from machine import cpu_header  # benchmarks/machine.py
 
 LABELS = ["left_lung", "right_lung"]
 
@@ -62,6 +77,11 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=4, help="images per network call")
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds (median kept)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the GPU network")
+    parser.add_argument("--force-bf16", action="store_true",
+                        help="time bfloat16 even where the CPU has no native bfloat16")  # fmt: skip
+    parser.add_argument("--real-data", type=Path, default=None,
+                        help="folder of <set>/images/*.png: Dice of the auto runtime's masks "
+                        "against ONNX Runtime float32 masks (with --model)")  # fmt: skip
     parser.add_argument("--model", default=None,
                         help="time this checkpoint or shipped model (e.g. lungs) instead of "
                         "the default recipe's network")  # fmt: skip
@@ -149,13 +169,79 @@ def network_pass(backend: Any, batch: np.ndarray, calls: int) -> Callable[[], ob
     return lambda: [backend(batch) for _ in range(calls)]
 
 
+def cpu_predictors(args: argparse.Namespace, checkpoint: Path, network: Any,
+                   size: int) -> tuple[dict[str, Any], dict[str, float]]:  # fmt: skip
+    """The CPU backends side by side, "ONNX Runtime" (today's default) first; load seconds."""
+    from cxrseg.inference import OnnxBackend, Predictor, TorchBackend
+    from cxrseg.inference.backends import onnx_from_torch
+    from cxrseg.training.precision import autocast_dtype
+
+    options = {"batch_size": args.batch_size}
+    predictors: dict[str, Any] = {}
+    loads: dict[str, float] = {}
+
+    def load(name: str, **how: Any) -> Any:
+        start = time.perf_counter()
+        predictors[name] = Predictor.from_checkpoint(checkpoint, "cpu", **how, **options)
+        loads[name] = time.perf_counter() - start
+        return predictors[name]
+
+    ort = load("ONNX Runtime", runtime="onnxruntime")
+    assert isinstance(ort.backend, OnnxBackend), "no onnxruntime?"
+    spin = onnx_from_torch(network, size, threads=args.threads, spinning=True)
+    predictors["ONNX Runtime spin"] = Predictor(spin, ort.info, **options)
+    plain = TorchBackend(network, "cpu", amp=False, channels_last=False, fold_norm=False)
+    predictors["PyTorch"] = Predictor(plain, ort.info, **options)
+    load("PyTorch folded CL", runtime="torch", amp=False)
+    if autocast_dtype("cpu")[0] is not None:
+        load("PyTorch bf16 CL", runtime="torch")
+    elif args.force_bf16:
+        import torch
+
+        forced = TorchBackend(network, "cpu")
+        forced.amp_dtype, forced.precision = torch.bfloat16, "bfloat16"
+        predictors["PyTorch bf16 CL"] = Predictor(forced, ort.info, **options)
+    return predictors, loads
+
+
+def mask_dice(a: Any, b: Any) -> float:
+    """Mean Dice over structures of two Predictions' masks (1 where both are empty)."""
+    from cxrseg.metrics import dice_per_structure
+
+    names = list(a.masks)
+    first = np.stack([a.masks[n] for n in names])[None]
+    second = np.stack([b.masks[n] for n in names])[None]
+    return float(dice_per_structure(first, second).mean())
+
+
+def real_data_agreement(args: argparse.Namespace, checkpoint: Path) -> None:
+    """Dice of the auto runtime's masks against ONNX Runtime float32 masks on real images."""
+    from cxrseg.inference import Predictor
+    from cxrseg.io import read_image
+
+    fp32 = Predictor.from_checkpoint(checkpoint, "cpu", runtime="onnxruntime")
+    auto = Predictor.from_checkpoint(checkpoint, "cpu")
+    print(f"real data: {auto.backend.runtime} {auto.backend.precision} ({auto.backend.reason}) "
+          "against onnxruntime float32")  # fmt: skip
+    print("| set | images | Dice mean | Dice min | masks identical |")
+    for folder in sorted(p for p in args.real_data.iterdir() if (p / "images").is_dir()):
+        paths = sorted((folder / "images").glob("*.png"))
+        scores = []
+        for start in range(0, len(paths), args.batch_size):
+            images = [read_image(p)[0] for p in paths[start : start + args.batch_size]]
+            pairs = zip(fp32.predict_batch(images), auto.predict_batch(images), strict=True)
+            scores += [mask_dice(a, b) for a, b in pairs]
+        same = sum(score == 1.0 for score in scores)
+        print(f"| {folder.name} | {len(scores)} | {np.mean(scores):.5f} | {min(scores):.5f} | "
+              f"{same} |")  # fmt: skip
+
+
 def main() -> None:
     args = parse()
     import cv2
     import torch
 
-    from cxrseg.inference import OnnxBackend, Predictor, TorchBackend
-    from cxrseg.inference.backends import onnx_from_torch
+    from cxrseg.inference import Predictor
     from cxrseg.models import count_parameters
     from cxrseg.phantom import make_phantom
     from cxrseg.training.checkpoint import load_checkpoint
@@ -179,30 +265,21 @@ def main() -> None:
         network, meta = load_checkpoint(checkpoint)
         kwargs = kwargs or dict(meta["model"]["kwargs"])
         params = count_parameters(network)
-        options = {"batch_size": args.batch_size}
         predictors: dict[str, Any] = {}
         loads: dict[str, float] = {}
-        start = time.perf_counter()
         if cuda:
+            options = {"batch_size": args.batch_size}
             predictors["PyTorch CUDA"] = Predictor.from_checkpoint(checkpoint, "cuda", **options)
             if args.compile:
                 backend = predictors["PyTorch CUDA"].backend
                 backend.model = torch.compile(backend.model)
         else:
-            info = Predictor.from_checkpoint(checkpoint, "cpu", runtime="torch").info
-            plain = TorchBackend(network, "cpu", channels_last=False, fold_norm=False)
-            predictors["PyTorch"] = Predictor(plain, info, **options)
-            start = time.perf_counter()
-            predictors["PyTorch folded CL"] = Predictor.from_checkpoint(
-                checkpoint, "cpu", runtime="torch", **options
-            )
-            loads["PyTorch folded CL"] = time.perf_counter() - start
-            start = time.perf_counter()
-            predictors["ONNX Runtime"] = Predictor.from_checkpoint(checkpoint, "cpu", **options)
-            loads["ONNX Runtime"] = time.perf_counter() - start
-            assert isinstance(predictors["ONNX Runtime"].backend, OnnxBackend), "no onnxruntime?"
-            spin = onnx_from_torch(network, size, threads=args.threads, spinning=True)
-            predictors["ONNX Runtime spin"] = Predictor(spin, info, **options)
+            predictors, loads = cpu_predictors(args, checkpoint, network, size)
+            auto = Predictor.from_checkpoint(checkpoint, "cpu").backend
+            print(cpu_header())
+            print(f"--runtime auto picks {auto.runtime} {auto.precision}: {auto.reason}")
+        if args.real_data is not None:
+            real_data_agreement(args, checkpoint)
 
     batch = np.random.default_rng(0).standard_normal(
         (args.batch_size, 1, size, size), dtype=np.float32
@@ -212,15 +289,7 @@ def main() -> None:
         name: (network_pass(p.backend, batch, calls), lambda p=p: p.predict_batch(images))
         for name, p in predictors.items()
     }
-    times: dict[str, dict[str, list[tuple[float, float]]]] = {
-        name: {"net": [], "e2e": []} for name in runs
-    }
-    for round_ in range(args.repeats + 1):  # round 0 warms up (allocations, kernel choice)
-        for name, (net, e2e) in runs.items():
-            net_time, e2e_time = timed(net, sync), timed(e2e, sync)
-            if round_:
-                times[name]["net"].append(net_time)
-                times[name]["e2e"].append(e2e_time)
+    times, outputs = time_rounds(runs, sync, args.repeats)
     load_after = uptime()
 
     device = torch.cuda.get_device_name() if cuda else f"CPU, {args.threads} threads"
@@ -229,21 +298,51 @@ def main() -> None:
           f"batch {args.batch_size}, {args.images} images per pass, median of {args.repeats} "
           f"rounds; {device}; torch {torch.__version__}")  # fmt: skip
     print(f"before: {load_before}\nafter:  {load_after}")
+    print_table(times, outputs, loads, len(images), calls * args.batch_size)
+
+
+def time_rounds(
+    runs: dict[str, tuple[Callable[[], object], Callable[[], Any]]],
+    sync: Callable[[], None],
+    repeats: int,
+) -> tuple[dict[str, dict[str, list[tuple[float, float]]]], dict[str, Any]]:
+    """Wall and CPU seconds of each run's network pass and end-to-end call per round, each
+    backend in turn; and each backend's predictions (from the warm-up round)."""
+    times: dict[str, dict[str, list[tuple[float, float]]]] = {
+        name: {"net": [], "e2e": []} for name in runs
+    }
+    outputs: dict[str, Any] = {}
+    for round_ in range(repeats + 1):  # round 0 warms up (allocations, kernel choice)
+        for name, (net, e2e) in runs.items():
+            if not round_:
+                outputs[name] = e2e()
+            net_time, e2e_time = timed(net, sync), timed(e2e, sync)
+            if round_:
+                times[name]["net"].append(net_time)
+                times[name]["e2e"].append(e2e_time)
+    return times, outputs
+
+
+def print_table(times: dict[str, dict[str, list[tuple[float, float]]]], outputs: dict[str, Any],
+                loads: dict[str, float], images: int, per_net: int) -> None:  # fmt: skip
+    """One row per backend; "vs today" and "Dice vs today" against the first (ONNX Runtime
+    float32 on the CPU)."""
     header = ("backend", "e2e ms/img", "e2e CPU ms/img", "net ms/img", "net CPU ms/img",
-              "net img/s", "load s", "e2e vs first", "CPU vs first")  # fmt: skip
+              "net img/s", "load s", "e2e vs today", "CPU vs today", "Dice vs today")  # fmt: skip
     print(f"| {header[0]:<18} | " + " | ".join(f"{h:>14}" for h in header[1:]) + " |")
     first: tuple[float, float] | None = None
-    per_net = calls * args.batch_size
+    reference = outputs[next(iter(outputs))]
     for name, measured in times.items():
-        e2e_wall = statistics.median(w for w, _ in measured["e2e"]) / len(images)
-        e2e_cpu = statistics.median(c for _, c in measured["e2e"]) / len(images)
+        e2e_wall = statistics.median(w for w, _ in measured["e2e"]) / images
+        e2e_cpu = statistics.median(c for _, c in measured["e2e"]) / images
         net_wall = statistics.median(w for w, _ in measured["net"]) / per_net
         net_cpu = statistics.median(c for _, c in measured["net"]) / per_net
         first = first or (e2e_wall, e2e_cpu)
         load = f"{loads[name]:.1f}" if name in loads else "-"
+        dice = np.mean([mask_dice(a, b) for a, b in zip(outputs[name], reference, strict=True)])
         values = [f"{v * 1e3:.1f}" for v in (e2e_wall, e2e_cpu, net_wall, net_cpu)]
         values += [f"{1 / net_wall:.1f}", load, f"{first[0] / e2e_wall:.2f}x",
-                   f"{first[1] / e2e_cpu:.2f}x"]  # fmt: skip
+                   f"{first[1] / e2e_cpu:.2f}x", f"{dice:.5f}"]  # fmt: skip
         print(f"| {name:<18} | " + " | ".join(f"{v:>14}" for v in values) + " |")
 
 

@@ -29,26 +29,25 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from machine import cpu_header  # benchmarks/machine.py
 from torch.utils.data import DataLoader
 
 from cxrseg.augment.pipeline import Pipeline
+from cxrseg.losses import SegmentationLoss, masks_to_target
+from cxrseg.models import create_model
+from cxrseg.phantom import make_phantom
+from cxrseg.training.config import TrainConfig, default_augmentation
 from cxrseg.training.dataset import (
     CachedCases,
     EpochSampler,
     SegmentationDataset,
     device_augment,
 )
-from cxrseg.losses import SegmentationLoss, masks_to_target
-from cxrseg.models import create_model
-from cxrseg.phantom import make_phantom
-from cxrseg.training.config import TrainConfig, default_augmentation
 from cxrseg.training.distributed import DistInfo
 from cxrseg.training.loop import StepSettings, build_optimizer, build_scheduler, train_one_epoch
 from cxrseg.training.precision import autocast_dtype, precision_name
@@ -66,24 +65,6 @@ def phantoms(n: int, size: int) -> CachedCases:
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def cpu_header() -> str:
-    """The CPU's model name and bfloat16 flags (from /proc/cpuinfo), and torch's own view."""
-    name, flags = platform.processor() or "unknown CPU", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                name = value.strip()
-            elif key.strip() == "flags":
-                flags = set(value.split())
-    except OSError:
-        pass
-    native = [f for f in ("amx_bf16", "avx512_bf16", "avx512_fp16", "amx_tile") if f in flags]
-    return (f"CPU: {name}; flags: {' '.join(native) or 'no bf16 flags'}; "
-            f"torch {torch.__version__} capability {torch.backends.cpu.get_cpu_capability()}; "
-            f"cxrseg picks {autocast_dtype('cpu')[1]}")  # fmt: skip
 
 
 def model_and_optimizer(args: argparse.Namespace, device: torch.device) -> tuple[Any, Any]:

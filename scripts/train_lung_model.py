@@ -15,10 +15,12 @@ This is the exact recipe of the shipped weights, kept so anyone can rebuild and 
    holes) are switched on where the run's validation report shows they did not lower Dice,
    even when they raised it by less than the 1e-4 that ``cxrseg train`` asks of a step before
    it keeps it (they remove islands such as a gastric bubble taken for lung).
-5. That model predicts every held-out test case once; ``cxrseg.evaluation.evaluate`` scores
+5. The plausible ranges of the quality flags are learned from the training cases and stored in
+   ``OUT/model/model.json`` (:func:`cxrseg.training.add_quality_ranges`).
+6. That model predicts every held-out test case once; ``cxrseg.evaluation.evaluate`` scores
    each set's cases and both together at 512 x 512, and the table is printed and saved in
    ``OUT/results.json``.
-6. ``--install`` copies the model into ``src/cxrseg/pretrained/lungs/`` with the measured
+7. ``--install`` copies the model into ``src/cxrseg/pretrained/lungs/`` with the measured
    figures in ``results.json`` next to it (the model card, ``MODEL_CARD.md``, quotes them).
 
 Run (about 45-60 minutes on 2 CPU cores)::
@@ -77,6 +79,7 @@ def main() -> int:
     run = args.out / "run"
     train(args, data, write_splits(args, splits), run)
     model = settle_model(args, run)
+    quality_ranges(data, splits, model)
     rows = test_sets(args, data, model, splits)
     results = {
         "command": "python scripts/train_lung_model.py " + " ".join(sys.argv[1:]),
@@ -182,6 +185,20 @@ def settle_model(args: argparse.Namespace, run: Path) -> Path:
     (folder / "model.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
     print(f"post-processing of the shipped model: {config}", file=sys.stderr)
     return folder
+
+
+def quality_ranges(data: Path, splits: dict[str, Any], model: Path) -> None:
+    """The plausible ranges of the quality flags, learned from the training cases of both sets.
+
+    ``cxrseg train`` stores them in every checkpoint; this learns them again from the same
+    cases (:func:`cxrseg.training.add_quality_ranges`), so a run made before it did has them.
+    """
+    from cxrseg.data import discover
+    from cxrseg.training import add_quality_ranges
+
+    train_ids = [case_id for split in splits.values() for case_id in split.train]
+    ranges = add_quality_ranges(model, discover(data), train_ids)
+    print(f"quality ranges learned from {ranges['n_cases']} training cases", file=sys.stderr)
 
 
 def test_sets(

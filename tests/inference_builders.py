@@ -84,3 +84,11 @@ def write_inputs(folder: Path) -> dict[str, tuple[int, int]]:
     Image.fromarray(rng.integers(0, 65536, (45, 33), dtype=np.uint16)).save(folder / "b16.png")
     make_dicom(folder / "c.dcm", rng.integers(0, 4096, (40, 52), dtype=np.uint16))
     return {"a8": (70, 90), "b16": (45, 33), "c": (40, 52)}
+
+
+def mock_cpu_bf16(monkeypatch: Any, native: bool) -> None:
+    """Make this CPU look as if it had (or lacked) native bfloat16, whatever it has."""
+    from cxrseg.training import precision
+
+    why = "Mock CPU has native bfloat16" if native else "Mock CPU has no native bfloat16"
+    monkeypatch.setattr(precision, "cpu_bf16_support", lambda: (native, why))

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cxrseg.augment.functional import gaussian_sigmas, mesh_map
-from cxrseg.augment.resample import warp
+from cxrseg.augment.geometry import gaussian_sigmas, mesh_map
+from cxrseg.augment.resample_cv import warp
 
 Augmentor = pytest.importorskip("Augmentor")
 Operations = pytest.importorskip("Augmentor.Operations")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cxrseg.augment import functional as F
+from cxrseg.augment import geometry as F
 
 
 def exact_mesh(x, y, height, width, gw, gh, d):

@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from cxrseg.augment import compose, kernels
-from cxrseg.augment import functional as F
-from cxrseg.augment.resample import warp
+from cxrseg.augment import geometry as F
+from cxrseg.augment.geometry import compose, kernels
+from cxrseg.augment.resample_cv import warp
 
 H, W = 72, 88
 MESH_A = F.MeshSpec(5, 4, np.random.default_rng(1).integers(-7, 8, (3, 4, 2)).astype(np.float32))

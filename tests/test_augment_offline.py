@@ -9,21 +9,14 @@ import numpy as np
 import pytest
 
 from cxrseg.augment.pipeline import Pipeline
-from cxrseg.augment.resample import resize_pair
+from cxrseg.augment.resample_cv import resize_pair
 from cxrseg.augment_offline import augment_dataset, read_manifest, replay_record
 from cxrseg.errors import InputError
 
+PHANTOMS = {"n": 3, "size": 64, "seed": 0}  # the conftest fixture's dataset
+
 SIZE = 48
 STRUCTURES = ("left_lung", "right_lung", "heart", "left_clavicle", "right_clavicle")
-
-
-@pytest.fixture(scope="module")
-def phantoms(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from cxrseg.phantom import write_phantom_dataset
-
-    root = tmp_path_factory.mktemp("phantoms") / "data"
-    write_phantom_dataset(root, 3, size=64, seed=0)
-    return root
 
 
 def _pipeline(seed: int = 0) -> Pipeline:

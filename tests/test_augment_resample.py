@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cxrseg.augment import functional as F
-from cxrseg.augment.resample import remap, warp
+from cxrseg.augment import geometry as F
+from cxrseg.augment.resample_cv import remap, warp
 from cxrseg.errors import InputError
 
 H, W = 48, 56

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from cxrseg.augment import functional as F
-from cxrseg.augment import torch_backend as B
-from cxrseg.augment.resample import remap
+from cxrseg.augment import geometry as F
+from cxrseg.augment import resample_torch as B
+from cxrseg.augment.resample_cv import remap
 
 H, W = 40, 52
 

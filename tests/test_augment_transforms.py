@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from cxrseg.augment import transforms as T
-from cxrseg.augment.functional import gaussian_sigmas
+from cxrseg.augment.geometry import gaussian_sigmas
 from cxrseg.errors import InputError
 
 
@@ -167,6 +167,8 @@ def test_rotate_without_crop_reaches_outside_the_image() -> None:
         ("right_clavicle", "left_clavicle"),
         ("Lung Left", "Lung Right"),
         ("RIGHT_LUNG", "LEFT_LUNG"),
+        ("LEft_lung", "Right_lung"),  # a capital initial stays capital; the rest follows it
+        ("lEFT_lung", "right_lung"),
         ("heart", "heart"),
         ("cleft_palate", "cleft_palate"),
     ],

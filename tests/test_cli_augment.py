@@ -5,22 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 import yaml
 from typer.testing import CliRunner
 
 from cxrseg.cli import app
 
+PHANTOMS = {"n": 2, "size": 64, "seed": 1}  # the conftest fixture's dataset
+
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def phantoms(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from cxrseg.phantom import write_phantom_dataset
-
-    root = tmp_path_factory.mktemp("cli_phantoms") / "data"
-    write_phantom_dataset(root, 2, size=64, seed=1)
-    return root
 
 
 def _augment(data: Path, out: Path, *extra: str, n: int = 4) -> object:

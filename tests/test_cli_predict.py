@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cxrseg.cli import app
-from inference_builders import LABELS, make_checkpoint, rewrite_json, write_inputs
+from inference_builders import LABELS, make_checkpoint, mock_cpu_bf16, rewrite_json, write_inputs
 
 runner = CliRunner()
 
@@ -48,8 +48,9 @@ def test_a_failed_input_is_listed_and_exits_1(run: Path, tmp_path: Path) -> None
 
 @pytest.mark.parametrize("runtime", ["torch", "onnxruntime"])
 def test_the_runtime_option_picks_the_runtime_and_is_recorded(
-    run: Path, tmp_path: Path, runtime: str
+    run: Path, tmp_path: Path, runtime: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    mock_cpu_bf16(monkeypatch, native=True)
     if runtime == "onnxruntime":
         pytest.importorskip("onnxruntime", reason="needs the onnx extra")
     write_inputs(tmp_path / "in")
@@ -57,8 +58,40 @@ def test_the_runtime_option_picks_the_runtime_and_is_recorded(
     result = predict(run, tmp_path / "in" / "a8.png", "--out", out, "--runtime", runtime,
                      "--device", "cpu")  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert f"on cpu ({runtime})" in result.output
-    assert json.loads((out / "predictions.json").read_text())["runtime"] == runtime
+    assert f"on cpu ({runtime}, " in result.output
+    record = json.loads((out / "predictions.json").read_text())
+    assert record["runtime"] == runtime and f"--runtime {runtime}" in record["runtime_reason"]
+    assert record["precision"] == ("bfloat16" if runtime == "torch" else "float32")
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_verbose_says_which_runtime_and_why(
+    run: Path, tmp_path: Path, native: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("onnxruntime")
+    mock_cpu_bf16(monkeypatch, native=native)
+    write_inputs(tmp_path / "in")
+    result = predict(run, tmp_path / "in" / "a8.png", "--out", tmp_path / "out", "--device",
+                     "cpu", "--verbose")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    if native:
+        assert "runtime: torch, bfloat16 on cpu (auto: PyTorch in bfloat16" in result.output
+    else:
+        assert (
+            "runtime: onnxruntime, float32 on cpu (auto: float32: Mock CPU has no" in result.output
+        )
+
+
+def test_no_amp_predicts_in_float32(
+    run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mock_cpu_bf16(monkeypatch, native=True)
+    write_inputs(tmp_path / "in")
+    out = tmp_path / "out"
+    result = predict(run, tmp_path / "in" / "a8.png", "--out", out, "--device", "cpu",
+                     "--runtime", "torch", "--no-amp")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "predictions.json").read_text())["precision"] == "float32"
 
 
 def test_an_output_inside_the_input_exits_2(run: Path, tmp_path: Path) -> None:

@@ -15,10 +15,9 @@ from cxrseg.cli import app
 from cxrseg.crossval import train_folds
 from cxrseg.errors import InputError
 from cxrseg.inference import Predictor
-from training_builders import one_thread, phantom_folder, tiny_config
+from training_builders import tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-__all__ = ["one_thread"]  # the fixture, imported for pytest
 
 runner = CliRunner()
 
@@ -27,11 +26,6 @@ def _folds(data: Path, out: Path, **options: Any) -> tuple[Any, list[dict[str, A
     events: list[dict[str, Any]] = []
     result = train_folds(data, out, tiny_config(epochs=1), on_event=events.append, **options)
     return result, [e for e in events if e["event"] == "fold"]
-
-
-@pytest.fixture(scope="module")
-def phantoms(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return phantom_folder(tmp_path_factory.mktemp("phantoms"), n=6)
 
 
 @pytest.fixture(scope="module")

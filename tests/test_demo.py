@@ -10,6 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,16 +24,47 @@ from cxrseg.errors import InputError
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """A quick demo run with --overwrite over an interrupted earlier demo and a user's file."""
+def piped_demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str], list[bool]]:
+    """A quick demo with --overwrite over an interrupted earlier demo and a user's file, its
+    stdout a pipe read line by line: the lines, and whether the demo was still running when
+    each one arrived."""
     out = tmp_path_factory.mktemp("demo") / "cxrseg-demo"
     (out / "run").mkdir(parents=True)
     (out / "run" / "stale.txt").write_text("from the interrupted run")
     (out / MARKER).write_text(json.dumps({"status": "running"}))
     (out / "notes.txt").write_text("the user's own file")
-    result = CliRunner().invoke(app, ["demo", "--quick", "--out", str(out), "--overwrite", "-q"])
-    assert result.exit_code == 0, result.output
-    return out, result.stdout
+    command = [sys.executable, "-m", "cxrseg", "demo", "--quick", "--out", str(out),
+               "--overwrite", "-q"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    lines, running = [], []
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env) as process:
+        assert process.stdout is not None
+        for line in process.stdout:
+            running.append(process.poll() is None)
+            lines.append(line.rstrip("\n"))
+    assert process.returncode == 0, "\n".join(lines)
+    return out, lines, running
+
+
+@pytest.fixture(scope="module")
+def demo(piped_demo: tuple[Path, list[str], list[bool]]) -> tuple[Path, str]:
+    out, lines, _ = piped_demo
+    return out, "\n".join(lines)
+
+
+def test_piped_demo_names_its_folder_first(piped_demo: tuple[Path, list[str], list[bool]]) -> None:
+    out, lines, _ = piped_demo
+    assert lines[0].startswith("cxrseg demo: writing into ")
+    assert lines[0].endswith(str(out.resolve()))
+
+
+def test_piped_demo_shows_each_epoch_while_it_runs(
+    piped_demo: tuple[Path, list[str], list[bool]],
+) -> None:
+    _, lines, running = piped_demo
+    epochs = [i for i, line in enumerate(lines) if line.strip().startswith("epoch ")]
+    assert [lines[i].split(":")[0].strip() for i in epochs] == ["epoch 1/2", "epoch 2/2"]
+    assert running[epochs[0]]  # the line reached the pipe before the demo ended
 
 
 def test_quick_demo_writes_every_stage(demo: tuple[Path, str]) -> None:

@@ -55,9 +55,8 @@ def test_onnx_metadata_is_embedded_and_written_next_to_it(run: Path, onnx_file: 
 
 def test_onnx_predictor_matches_the_pytorch_predictor(run: Path, onnx_file: Path) -> None:
     image = np.random.default_rng(0).random((70, 90), dtype=np.float32)
-    by_torch = Predictor.from_checkpoint(run, device="cpu", tta=True).predict(
-        image, probabilities=True
-    )
+    by_torch = Predictor.from_checkpoint(run, device="cpu", tta=True, runtime="torch", amp=False)
+    by_torch = by_torch.predict(image, probabilities=True)
     by_onnx = Predictor.from_checkpoint(onnx_file, tta=True).predict(image, probabilities=True)
     assert by_torch.probabilities is not None and by_onnx.probabilities is not None
     for name in LABELS:

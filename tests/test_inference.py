@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from cxrseg import __version__
+from cxrseg.augment import transforms as T
 from cxrseg.errors import InputError
 from cxrseg.inference import (
     ModelInfo,
@@ -163,6 +164,12 @@ def test_flip_averaging_follows_the_formula_for_every_flip() -> None:
 )  # fmt: skip
 def test_mirror_name_swaps_sides_only_as_words(name: str, mirrored: str) -> None:
     assert mirror_name(name) == mirrored
+
+
+def test_prediction_and_augmentation_swap_sides_alike() -> None:
+    # test-time flips must rename channels exactly as training flips renamed the masks
+    for name in ("LEft_lung", "Right Lung", "LUNG_LEFT", "lEFT_lung", "heart"):
+        assert mirror_name(name) == T.swap_left_right_name(name)
 
 
 def test_sigmoid_masks_threshold_each_structure_and_may_overlap() -> None:

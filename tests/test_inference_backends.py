@@ -15,12 +15,16 @@ from cxrseg.errors import InputError
 from cxrseg.inference import OnnxBackend, Predictor, TorchBackend
 from cxrseg.inference import backends as backends_module
 from cxrseg.inference.backends import onnx_from_torch
+from cxrseg.metrics import dice_per_structure
 from cxrseg.models import create_model
 from cxrseg.models.fusion import fold_batch_norm
 from cxrseg.phantom import make_phantom
-from inference_builders import LABELS, SIZE, make_checkpoint
+from cxrseg.pretrained import model_path
+from cxrseg.training import precision
+from inference_builders import LABELS, SIZE, make_checkpoint, mock_cpu_bf16
 
 pytest.importorskip("onnxruntime")
+NATIVE_BF16, NATIVE_WHY = precision.cpu_bf16_support()
 
 
 @pytest.fixture(scope="module")
@@ -45,16 +49,55 @@ def trained_like_unet(seed: int = 0) -> nn.Module:
     return model.eval()
 
 
-def test_auto_runtime_on_the_cpu_is_onnx_runtime(checkpoint: Path) -> None:
-    predictor = Predictor.from_checkpoint(checkpoint, device="cpu")
-    assert isinstance(predictor.backend, OnnxBackend)
-    assert predictor.backend.runtime == "onnxruntime"
+def test_auto_runtime_on_a_cpu_without_bf16_is_onnx_runtime(checkpoint: Path, monkeypatch) -> None:
+    mock_cpu_bf16(monkeypatch, native=False)
+    backend = Predictor.from_checkpoint(checkpoint, device="cpu").backend
+    assert isinstance(backend, OnnxBackend)
+    assert (backend.runtime, backend.precision) == ("onnxruntime", "float32")
+    assert "no native bfloat16" in backend.reason
 
 
-def test_auto_onnx_runtime_gives_the_masks_of_pytorch(checkpoint: Path) -> None:
+def test_auto_runtime_on_a_bf16_cpu_is_pytorch_bfloat16(checkpoint: Path, monkeypatch) -> None:
+    mock_cpu_bf16(monkeypatch, native=True)
+    backend = Predictor.from_checkpoint(checkpoint, device="cpu").backend
+    assert isinstance(backend, TorchBackend) and backend.channels_last
+    assert (backend.runtime, backend.precision) == ("torch", "bfloat16")
+    assert "has native bfloat16" in backend.reason
+
+
+def test_no_amp_on_a_bf16_cpu_keeps_onnx_runtime_float32(checkpoint: Path, monkeypatch) -> None:
+    mock_cpu_bf16(monkeypatch, native=True)
+    backend = Predictor.from_checkpoint(checkpoint, device="cpu", amp=False).backend
+    assert (backend.runtime, backend.precision) == ("onnxruntime", "float32")
+    assert "--no-amp" in backend.reason
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_forced_runtime_wins_over_the_capability(checkpoint: Path, monkeypatch, native) -> None:
+    mock_cpu_bf16(monkeypatch, native=native)
+    torch_backend = Predictor.from_checkpoint(checkpoint, device="cpu", runtime="torch").backend
+    assert torch_backend.runtime == "torch" and "--runtime torch" in torch_backend.reason
+    assert torch_backend.precision == ("bfloat16" if native else "float32")
+    ort = Predictor.from_checkpoint(checkpoint, device="cpu", runtime="onnxruntime").backend
+    assert ort.runtime == "onnxruntime" and ort.reason == "--runtime onnxruntime"
+
+
+@pytest.mark.skipif(not NATIVE_BF16, reason=f"no native bfloat16 here: {NATIVE_WHY}")
+def test_bf16_masks_of_the_shipped_model_match_float32_masks() -> None:
+    images = [make_phantom(seed, 256).image for seed in range(4)]
+    fp32 = Predictor.from_checkpoint(model_path("lungs"), "cpu", runtime="onnxruntime")
+    bf16 = Predictor.from_checkpoint(model_path("lungs"), "cpu", runtime="auto")
+    assert bf16.backend.precision == "bfloat16"
+    for a, b in zip(fp32.predict_batch(images), bf16.predict_batch(images), strict=True):
+        reference, candidate = a.masks["lungs"], b.masks["lungs"]
+        assert reference.sum() > 0.1 * reference.size  # lungs were found, so Dice means something
+        assert dice_per_structure(candidate[None, None], reference[None, None])[0, 0] >= 0.999
+
+
+def test_onnx_runtime_gives_the_masks_of_pytorch_float32(checkpoint: Path) -> None:
     images = [make_phantom(seed, (40, 52)).image for seed in range(3)]
-    fast = Predictor.from_checkpoint(checkpoint, device="cpu", runtime="auto")
-    plain = Predictor.from_checkpoint(checkpoint, device="cpu", runtime="torch")
+    fast = Predictor.from_checkpoint(checkpoint, device="cpu", runtime="onnxruntime")
+    plain = Predictor.from_checkpoint(checkpoint, device="cpu", runtime="torch", amp=False)
     assert isinstance(plain.backend, TorchBackend)
     for a, b in zip(fast.predict_batch(images, probabilities=True),
                     plain.predict_batch(images, probabilities=True), strict=True):  # fmt: skip
@@ -85,6 +128,7 @@ def test_an_export_that_disagrees_falls_back_to_pytorch_with_a_warning(
 ) -> None:
     real_call = OnnxBackend.__call__
     monkeypatch.setattr(OnnxBackend, "__call__", lambda self, b: real_call(self, b) + 0.5)
+    mock_cpu_bf16(monkeypatch, native=False)
     with caplog.at_level(logging.WARNING, logger="cxrseg.inference.backends"):
         predictor = Predictor.from_checkpoint(checkpoint, device="cpu")
     assert isinstance(predictor.backend, TorchBackend)

@@ -21,7 +21,7 @@ SIZES = [32, 64, 256, (48, 96), (96, 48)]
 
 
 @pytest.fixture(scope="module")
-def phantoms() -> list[Phantom]:
+def phantom_samples() -> list[Phantom]:
     return [make_phantom(seed, 128) for seed in SEEDS]
 
 
@@ -64,14 +64,14 @@ def test_image_is_float32_in_unit_range_with_requested_shape(size: int | tuple[i
     assert phantom.image.min() >= 0.0 and phantom.image.max() <= 1.0
 
 
-def test_lungs_are_darker_than_the_heart(phantoms: list[Phantom]) -> None:
-    for p in phantoms:
+def test_lungs_are_darker_than_the_heart(phantom_samples: list[Phantom]) -> None:
+    for p in phantom_samples:
         lungs = (p.masks["left_lung"] | p.masks["right_lung"]).astype(bool)
         assert p.image[lungs].mean() < p.image[p.masks["heart"].astype(bool)].mean() - 0.1
 
 
-def test_image_has_contrast_not_a_flat_field(phantoms: list[Phantom]) -> None:
-    for p in phantoms:
+def test_image_has_contrast_not_a_flat_field(phantom_samples: list[Phantom]) -> None:
+    for p in phantom_samples:
         low, high = np.percentile(p.image, [5, 95])
         assert high - low > 0.5
 
@@ -106,20 +106,20 @@ def test_each_clavicle_overlaps_its_own_lung(size: int) -> None:
         assert (m["right_clavicle"] & m["right_lung"]).any(), seed
 
 
-def test_lungs_do_not_overlap_the_heart(phantoms: list[Phantom]) -> None:
-    for p in phantoms:
+def test_lungs_do_not_overlap_the_heart(phantom_samples: list[Phantom]) -> None:
+    for p in phantom_samples:
         assert not (p.masks["left_lung"] & p.masks["heart"]).any()
         assert not (p.masks["right_lung"] & p.masks["heart"]).any()
 
 
-def test_heart_borders_the_left_lung(phantoms: list[Phantom]) -> None:
-    for p in phantoms:
+def test_heart_borders_the_left_lung(phantom_samples: list[Phantom]) -> None:
+    for p in phantom_samples:
         grown = ndimage.binary_dilation(p.masks["heart"], iterations=2)
         assert (grown & p.masks["left_lung"].astype(bool)).any()
 
 
-def test_patient_left_is_on_the_image_right(phantoms: list[Phantom]) -> None:
-    for p in phantoms:
+def test_patient_left_is_on_the_image_right(phantom_samples: list[Phantom]) -> None:
+    for p in phantom_samples:
         middle = p.image.shape[1] / 2
         assert _centroid_x(p.masks["left_lung"]) > middle
         assert _centroid_x(p.masks["left_clavicle"]) > middle
@@ -127,8 +127,8 @@ def test_patient_left_is_on_the_image_right(phantoms: list[Phantom]) -> None:
         assert _centroid_x(p.masks["right_clavicle"]) < middle
 
 
-def test_stacked_masks_follow_structures_order(phantoms: list[Phantom]) -> None:
-    p = phantoms[0]
+def test_stacked_masks_follow_structures_order(phantom_samples: list[Phantom]) -> None:
+    p = phantom_samples[0]
     stacked = p.stacked_masks()
     assert stacked.shape == (len(STRUCTURES), *p.image.shape)
     assert np.array_equal(stacked[STRUCTURES.index("heart")], p.masks["heart"])

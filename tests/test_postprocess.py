@@ -253,7 +253,7 @@ def test_choose_never_lets_a_structure_get_worse():
 
 def test_choose_rejects_a_step_that_helps_one_structure_but_hurts_another(monkeypatch):
     """A coupled post-processing (e.g. exclusive labels) must not trade one structure away."""
-    original = postprocess.postprocess_masks
+    original = postprocess.steps.postprocess_masks
 
     def coupled(masks, config):
         out = original(masks, config)
@@ -261,7 +261,7 @@ def test_choose_rejects_a_step_that_helps_one_structure_but_hurts_another(monkey
             out["spots"] = np.zeros_like(out["spots"])
         return out
 
-    monkeypatch.setattr(postprocess, "postprocess_masks", coupled)
+    monkeypatch.setattr(postprocess.steps, "postprocess_masks", coupled)
     preds, refs = _validation_set()
     config, report = choose_postprocessing(preds, refs)
     keep_step = report["structures"]["lungs"]["steps"][0]
@@ -304,3 +304,31 @@ def test_real_lung_masks_have_two_components():
     assert typical_component_count(masks) == 2
     for mask in masks:
         assert dice(keep_largest_components(mask, 2), mask) > 0.99
+
+
+def _heart_and_clavicles(n: int = 4) -> tuple[list[dict], list[dict]]:
+    """A heart predicted with a blob below the diaphragm (the gastric bubble), and a label
+    holding both clavicles predicted with a third, spurious bar."""
+    heart = np.zeros((SIZE, SIZE), np.uint8)
+    heart[20:40, 22:42] = 1
+    clavicles = np.zeros((SIZE, SIZE), np.uint8)
+    clavicles[4:7, 4:28] = 1
+    clavicles[4:7, 36:60] = 1
+    preds, refs = [], []
+    for _ in range(n):
+        blob, bar = heart.copy(), clavicles.copy()
+        blob[50:58, 40:48] = 1
+        bar[12:14, 28:36] = 1
+        preds.append({"heart": blob, "clavicles": bar})
+        refs.append({"heart": heart.copy(), "clavicles": clavicles.copy()})
+    return preds, refs
+
+
+def test_choose_offers_keep_largest_to_every_structure_with_its_own_k():
+    preds, refs = _heart_and_clavicles()
+    config, report = choose_postprocessing(preds, refs)
+    assert config["heart"].keep_components == 1
+    assert config["clavicles"].keep_components == 2
+    tried = [s["value"] for s in report["structures"]["heart"]["steps"]
+             if s["step"] == "keep_components"]  # fmt: skip
+    assert tried == [1, 2]

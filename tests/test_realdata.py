@@ -51,3 +51,46 @@ def test_shipped_lung_model_on_held_out_real_cases():
             dice.append(2 * (mask & reference).sum() / (mask.sum() + reference.sum()))
         scores[name] = float(np.mean(dice))
     assert min(scores.values()) > 0.93, scores
+
+
+def held_out_films(name: str, n: int) -> list[Path]:
+    from cxrseg.data import discover, make_splits
+
+    dataset = discover(DATA / name)
+    held_out = make_splits(dataset.case_ids, seed=0, val_fraction=0.15, test_fraction=0.2).test
+    return [dataset.case(case_id).image for case_id in held_out[:n]]
+
+
+def test_shipped_model_flags_broken_inputs_not_held_out_films():
+    """Flags of the shipped model: real held-out films pass, the same films inverted or
+    rotated by 90 degrees are flagged (benchmarks/quality_flags.py measures it on all)."""
+    from cxrseg.io import read_image
+    from cxrseg.pretrained import load
+
+    predictor = load("lungs", device="cpu")
+    assert predictor.info.quality is not None, "the shipped model has no quality ranges"
+    films = [
+        read_image(p)[0] for name in ("montgomery", "shenzhen") for p in held_out_films(name, 6)
+    ]
+    real = predictor.predict_batch(films)
+    broken = predictor.predict_batch([1.0 - f for f in films] + [np.rot90(f).copy() for f in films])
+    assert sum(bool(p.flags) for p in real) <= 1, [p.flags for p in real if p.flags]
+    assert all(p.flags for p in broken)
+
+
+def test_predict_lungs_then_evaluate_on_a_real_one_mask_folder(tmp_path):
+    """`predict --model lungs` then `evaluate` against Montgomery's `foreground` masks."""
+    films = held_out_films("montgomery", 3)
+    for film in films:
+        (tmp_path / "in").mkdir(exist_ok=True)
+        (tmp_path / "in" / film.name).symlink_to(film)
+    runner = CliRunner()
+    predicted = runner.invoke(app, ["predict", "--model", "lungs", str(tmp_path / "in"), "--out",
+                                    str(tmp_path / "P"), "--device", "cpu", "--quiet"])  # fmt: skip
+    assert predicted.exit_code == 0, predicted.output
+    evaluated = runner.invoke(app, ["evaluate", str(tmp_path / "P"), str(DATA / "montgomery"),
+                                    "--out", str(tmp_path / "E"), "--allow-missing"])  # fmt: skip
+    assert evaluated.exit_code == 0, evaluated.output
+    summary = json.loads((tmp_path / "E" / "summary.json").read_text())
+    assert summary["structure_map"]["pairs"] == {"lungs": ["foreground"]}
+    assert summary["summary"]["lungs"]["dice"]["mean"] > 0.93

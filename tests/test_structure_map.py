@@ -74,7 +74,7 @@ def test_a_malformed_map_entry_is_refused(entry):
 
 
 @pytest.fixture(scope="module")
-def phantoms(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+def jsrt_phantoms(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
     root = tmp_path_factory.mktemp("map")
     ids = write_phantom_dataset(root / "jsrt", 3, size=96, seed=5)
     return root / "jsrt", ids
@@ -110,8 +110,8 @@ def read_rows(path: Path) -> list[dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def predicted(phantoms, tmp_path_factory) -> Path:
-    data, _ = phantoms
+def predicted(jsrt_phantoms, tmp_path_factory) -> Path:
+    data, _ = jsrt_phantoms
     out = tmp_path_factory.mktemp("pred") / "P"
     result = CliRunner().invoke(
         app,
@@ -122,8 +122,8 @@ def predicted(phantoms, tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize("layout", ["jsrt", "montgomery", "one_mask"])
-def test_predict_lungs_then_evaluate_works_unchanged(phantoms, predicted, layout, tmp_path):
-    data, ids = phantoms
+def test_predict_lungs_then_evaluate_works_unchanged(jsrt_phantoms, predicted, layout, tmp_path):
+    data, ids = jsrt_phantoms
     reference = {
         "jsrt": lambda: data,
         "montgomery": lambda: montgomery_layout(data, tmp_path / "mc", ids),
@@ -144,17 +144,17 @@ def test_predict_lungs_then_evaluate_works_unchanged(phantoms, predicted, layout
     assert summary["structure_map"]["pairs"] == {"lungs": expected[layout]}
 
 
-def test_the_union_is_what_is_scored(phantoms, tmp_path):
+def test_the_union_is_what_is_scored(jsrt_phantoms, tmp_path):
     """Predictions equal to left ∪ right score Dice 1 against the SCR-like reference."""
-    data, ids = phantoms
+    data, ids = jsrt_phantoms
     for case_id in ids:
         write_mask(tmp_path / "P" / "masks" / "lungs" / f"{case_id}.png", lungs_of(data, case_id))
     result = evaluate(tmp_path / "P", data, tmp_path / "E", worst=0)
     assert [case.metrics["lungs"]["dice"] for case in result.cases] == [1.0] * len(ids)
 
 
-def test_evaluate_map_option_and_the_suggestion_when_nothing_pairs(phantoms, tmp_path):
-    data, ids = phantoms
+def test_evaluate_map_option_and_the_suggestion_when_nothing_pairs(jsrt_phantoms, tmp_path):
+    data, ids = jsrt_phantoms
     for case_id in ids:
         write_mask(
             tmp_path / "P" / "masks" / "lung_fields" / f"{case_id}.png", lungs_of(data, case_id)

@@ -9,17 +9,11 @@ import torch
 from typer.testing import CliRunner
 
 from cxrseg.cli import app
-from training_builders import one_thread, phantom_folder, tiny_config
+from training_builders import tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-__all__ = ["one_thread"]  # the fixture, imported for pytest
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def phantoms(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return phantom_folder(tmp_path_factory.mktemp("phantoms"), n=6)
 
 
 @pytest.fixture

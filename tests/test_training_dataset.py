@@ -18,10 +18,9 @@ from cxrseg.training.dataset import (
     cache_cases,
     normalize_batch,
 )
-from training_builders import lungs_folder, one_thread
+from training_builders import lungs_folder
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-__all__ = ["one_thread"]  # the fixture, imported for pytest
 
 
 @pytest.fixture(scope="module")

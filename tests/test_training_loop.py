@@ -24,10 +24,8 @@ from cxrseg.training.loop import (
     lr_factor,
     train_one_epoch,
 )
-from training_builders import one_thread
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-__all__ = ["one_thread"]  # the fixture, imported for pytest
 
 NAMES = ["left_lung", "right_lung", "heart"]  # exclusive structures: softmax mode
 CPU = StepSettings(torch.device("cpu"), "softmax")
@@ -59,7 +57,7 @@ def test_cosine_is_halfway_at_the_middle_of_the_decay() -> None:
 
 def test_schedule_spans_the_configured_epochs() -> None:
     model = torch.nn.Linear(2, 2)
-    config = TrainConfig(epochs=4, lr=0.1, warmup_epochs=0, min_lr_ratio=0.0)
+    config = TrainConfig(epochs=4, lr=0.1, warmup_epochs=0, min_lr_ratio=0.0, schedule="cosine")
     optimizer = build_optimizer(model, config)
     scheduler = build_scheduler(optimizer, config, steps_per_epoch=3)
     lrs = []
@@ -107,7 +105,7 @@ def test_a_few_phantoms_overfit_to_dice_above_095() -> None:
     torch.manual_seed(0)
     loader = DataLoader(SegmentationDataset(_phantoms()), batch_size=4)
     model = create_model("unet", in_channels=1, num_classes=4, depth=3, base_channels=8)
-    config = TrainConfig(epochs=80, lr=1e-2, warmup_epochs=0)
+    config = TrainConfig(epochs=80, lr=1e-2, warmup_epochs=0, schedule="cosine")
     optimizer = build_optimizer(model, config)
     scheduler = build_scheduler(optimizer, config, steps_per_epoch=1)
     loss_fn = SegmentationLoss("softmax", "dice_ce")

@@ -23,10 +23,9 @@ from cxrseg.training.loop import (
     evaluate,
     train_one_epoch,
 )
-from training_builders import one_thread, phantom_folder, tiny_config
+from training_builders import tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-__all__ = ["one_thread"]  # the fixture, imported for pytest
 
 CPU = torch.device("cpu")
 NATIVE, WHY = precision.cpu_bf16_support()
@@ -139,11 +138,6 @@ def test_bf16_training_reaches_the_validation_dice_of_float32() -> None:
 
 
 # --- a whole run records what it used ---------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def phantoms(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return phantom_folder(tmp_path_factory.mktemp("phantoms"), n=6)
 
 
 @pytest.mark.slow

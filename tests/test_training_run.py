@@ -12,15 +12,11 @@ from safetensors.torch import load_file
 from cxrseg.errors import InputError
 from cxrseg.training import TrainingStopped, load_checkpoint, train
 from cxrseg.training.curves import read_metrics_csv
-from training_builders import lungs_folder, one_thread, phantom_folder, tiny_config
+from training_builders import lungs_folder, phantom_folder, tiny_config
+
+PHANTOMS = {"n": 8}  # the conftest fixture's dataset
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
-__all__ = ["one_thread"]  # the fixture, imported for pytest
-
-
-@pytest.fixture(scope="module")
-def phantoms(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return phantom_folder(tmp_path_factory.mktemp("phantoms"))
 
 
 @pytest.fixture(scope="module")
@@ -186,3 +182,29 @@ def test_given_splits_file_is_reused_without_a_warning(
     again = json.loads((tmp_path / "again" / "splits.json").read_text())
     assert again["folds"] == first["folds"] and again["seed"] != 5
     assert "reusing saved splits" not in caplog.text  # the given file is the record, not a clash
+
+
+def test_a_flat_validation_curve_cools_down_and_train_log_says_why(
+    phantoms: Path, tmp_path: Path
+) -> None:
+    # lr 1e-12: the weights barely move, the validation Dice is flat from the first epoch
+    result = train(phantoms, tmp_path / "run", tiny_config(epochs=50, patience=2, lr=1e-12))
+    assert result.stopped == "converged" and result.epoch == 4  # plateau at 3, cool-down of 1
+    last_line = (tmp_path / "run" / "train.log").read_text().strip().splitlines()[-1]
+    assert "end: converged at epoch 4" in last_line
+    assert "has not improved" in last_line and "annealed over epochs 4-4" in last_line
+
+
+def test_a_time_budget_too_short_for_a_second_epoch_stops_after_the_first(
+    phantoms: Path, tmp_path: Path
+) -> None:
+    result = train(phantoms, tmp_path / "run", tiny_config(epochs=50, time_budget=0.01))
+    assert (result.stopped, result.epoch) == ("time_budget", 1)
+    assert "time budget of 0s" in (tmp_path / "run" / "train.log").read_text()
+    assert (tmp_path / "run" / "best" / "model.json").is_file()
+
+
+def test_patience_left_open_is_fitted_to_the_data_and_saved(phantoms: Path, tmp_path: Path) -> None:
+    result = train(phantoms, tmp_path / "run", tiny_config(epochs=1, patience=None))
+    saved = (tmp_path / "run" / "config.yaml").read_text()
+    assert result.config.patience == 30 and "patience: 30" in saved  # 2 steps per epoch

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
-import torch
 
 from cxrseg.training.config import TrainConfig
 
@@ -56,12 +53,3 @@ def lungs_folder(root: Path, n: int = 6, size: int = 32, seed: int = 0) -> Path:
         write_image(root / "images" / f"case{i}.png", phantom.image)
         write_mask(root / "masks" / f"case{i}.png", lungs * 255)
     return root
-
-
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    """Run torch on one thread: tiny models are faster so, and immune to busy CPUs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

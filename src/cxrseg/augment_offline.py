@@ -32,7 +32,7 @@ import numpy as np
 
 from cxrseg.augment.base import check_choice, check_integer
 from cxrseg.augment.pipeline import Pipeline
-from cxrseg.augment.resample import RESIZE_MODES, resize_pair
+from cxrseg.augment.resample_cv import RESIZE_MODES, resize_pair
 from cxrseg.data import discover, load_case
 from cxrseg.errors import InputError
 from cxrseg.io import atomic_write, read_image_info, write_image, write_mask

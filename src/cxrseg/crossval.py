@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -45,9 +44,11 @@ from cxrseg.errors import InputError
 from cxrseg.evaluation import evaluate
 from cxrseg.inference import Predictor, predict_paths
 from cxrseg.inference.ensemble import CROSSVAL_FILE, CROSSVAL_FORMAT
-from cxrseg.io import atomic_write, read_mask, write_mask
+from cxrseg.io import read_mask, write_json, write_mask
 from cxrseg.postprocess import choose_postprocessing, postprocess_mask
 from cxrseg.training.config import TrainConfig, config_diff
+from cxrseg.training.defaults import pick_device
+from cxrseg.training.distributed import DistInfo, barrier, distributed_context
 from cxrseg.training.resume import last_dir
 from cxrseg.training.run import train
 
@@ -56,8 +57,6 @@ __all__ = ["CrossvalResult", "train_folds"]
 logger = logging.getLogger(__name__)
 
 FOLD_RECORD = "fold.json"
-#: Largest side at which the post-processing is chosen (bigger masks are subsampled).
-CHOICE_SIZE = 512
 
 EventCallback = Callable[[dict[str, Any]], None]
 
@@ -105,55 +104,60 @@ def train_folds(
         InputError: Bad data, folds, folder, or options that differ from the saved ones.
     """
     out = Path(out)
-    main = int(os.environ.get("RANK", "0")) == 0
-    emit = on_event if on_event is not None and main else _ignore
     dataset = discover(data)
     if not dataset.cases:
         raise InputError("no complete image/mask pairs found.", path=data,
                          hint="run `cxrseg inspect` on the folder to see why.")  # fmt: skip
-    config = _cv_config(out, config, overrides or {}, main)
-    splits = _cv_splits(out, dataset, config.seed, folds, folds_file, test_fraction, main)
-    k = len(splits.folds)
-    for fold in range(k):
-        run = out / f"fold_{fold}"
-        if (run / FOLD_RECORD).is_file():
-            emit({"event": "fold", "fold": fold, "k": k, "status": "done"})
-            continue
-        resume = last_dir(run) is not None
-        if not resume and main and run.exists():
-            shutil.rmtree(run)  # a fold stopped before its first epoch: start it again
-        emit({"event": "fold", "fold": fold, "k": k, "status": "resume" if resume else "start"})
-        given = out / "splits" / f"fold_{fold}.json"
-        result = train(data, run, config, resume=resume, splits=given, on_event=on_event)
-        if main:
-            _predict_oof(run, dataset, splits.folds[fold][1], config)
-            _write_json(run / FOLD_RECORD, {
-                "fold": fold, "n_train": len(splits.folds[fold][0]),
-                "n_val": len(splits.folds[fold][1]), "val": splits.folds[fold][1],
-                "stopped": result.stopped, "epoch": result.epoch,
-                "best_epoch": result.best_epoch, "best_dice": result.best_dice,
-            })  # fmt: skip
-    if not main:
-        return CrossvalResult(out, {})
-    record = _summarise(out, dataset, splits)
+    config = _cv_config(out, config, overrides or {})
+    splits = _cv_splits(out, dataset, config.seed, folds, folds_file, test_fraction)
+    device = pick_device(config.device)
+    with distributed_context(device.type) as dist:  # one process group for every fold
+        emit = on_event if on_event is not None and dist.is_main else _ignore
+        barrier(dist)  # every process has read the folder before the main one writes
+        if dist.is_main:
+            _save_plan(out, config, splits)
+        for fold in range(len(splits.folds)):
+            _train_fold(data, out, fold, dataset, splits, config, dist, emit, on_event)
+        record = _summarise(out, dataset, splits) if dist.is_main else {}
+        barrier(dist)
     emit({"event": "crossval", **record})
     return CrossvalResult(out, record)
+
+
+def _train_fold(data: str | Path, out: Path, fold: int, dataset: Dataset, splits: Splits,
+                config: TrainConfig, dist: DistInfo, emit: EventCallback,
+                on_event: EventCallback | None) -> None:  # fmt: skip
+    """Train one fold (or resume it, or skip it when done) and predict its validation cases."""
+    k, run = len(splits.folds), out / f"fold_{fold}"
+    if (run / FOLD_RECORD).is_file():
+        emit({"event": "fold", "fold": fold, "k": k, "status": "done"})
+        return
+    resume = last_dir(run) is not None
+    if not resume and dist.is_main and run.exists():
+        shutil.rmtree(run)  # a fold stopped before its first epoch: start it again
+    barrier(dist)
+    emit({"event": "fold", "fold": fold, "k": k, "status": "resume" if resume else "start"})
+    given = out / "splits" / f"fold_{fold}.json"
+    result = train(data, run, config, resume=resume, splits=given, on_event=on_event)
+    if dist.is_main:
+        train_ids, val_ids = splits.folds[fold]
+        _predict_oof(run, dataset, val_ids, config)
+        write_json(run / FOLD_RECORD, {
+            "fold": fold, "n_train": len(train_ids), "n_val": len(val_ids), "val": val_ids,
+            "stopped": result.stopped, "epoch": result.epoch,
+            "best_epoch": result.best_epoch, "best_dice": result.best_dice,
+        }, indent=1)  # fmt: skip
+    barrier(dist)
 
 
 def _ignore(event: dict[str, Any]) -> None:
     del event
 
 
-def _write_json(path: Path, value: Any) -> None:
-    with atomic_write(path) as tmp:
-        tmp.write_text(json.dumps(value, indent=1) + "\n", encoding="utf-8")
-
-
 # --- the plan: options and folds, saved once ------------------------------------------------
 
 
-def _cv_config(out: Path, config: TrainConfig | None, overrides: dict[str, Any],
-               main: bool) -> TrainConfig:  # fmt: skip
+def _cv_config(out: Path, config: TrainConfig | None, overrides: dict[str, Any]) -> TrainConfig:
     """The options of every fold: given now, or (on a rerun) the saved ones, which must agree."""
     saved_path = out / "config.yaml"
     if not saved_path.is_file():
@@ -163,11 +167,7 @@ def _cv_config(out: Path, config: TrainConfig | None, overrides: dict[str, Any],
                 path=out,
                 hint="choose a new --out folder (a rerun continues a cross-validation folder).",
             )
-        requested = (config or TrainConfig()).replace(**overrides)
-        if main:
-            out.mkdir(parents=True, exist_ok=True)
-            requested.to_yaml(saved_path)
-        return requested
+        return (config or TrainConfig()).replace(**overrides)
     saved = TrainConfig.from_yaml(saved_path)
     requested = (config or saved).replace(**overrides)
     diff = config_diff(saved.identity(), requested.identity())
@@ -187,7 +187,6 @@ def _cv_splits(
     folds: int | None,
     folds_file: str | Path | None,
     test_fraction: float,
-    main: bool,
 ) -> Splits:
     """The folds: made (or read from ``folds_file``) once, saved in ``splits.json``, reused."""
     ids = dataset.case_ids
@@ -224,16 +223,22 @@ def _cv_splits(
             path=out,
             hint=f"rerun with --folds {saved.k}, or choose a new --out folder.",
         )
-    if main:
-        if not path.is_file():
-            _write_json(path, saved.to_dict())
-        for i, (train_ids, val_ids) in enumerate(saved.folds):
-            target = out / "splits" / f"fold_{i}.json"
-            one = replace(saved, train=train_ids, val=val_ids, k=None, folds=[(train_ids, val_ids)])
-            if not target.is_file():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                _write_json(target, one.to_dict())
     return saved
+
+
+def _save_plan(out: Path, config: TrainConfig, splits: Splits) -> None:
+    """Write what is not saved yet: the options, the folds, and each fold's start split."""
+    out.mkdir(parents=True, exist_ok=True)
+    if not (out / "config.yaml").is_file():
+        config.to_yaml(out / "config.yaml")
+    if not (out / "splits.json").is_file():
+        write_json(out / "splits.json", splits.to_dict(), indent=1)
+    for i, (train_ids, val_ids) in enumerate(splits.folds):
+        target = out / "splits" / f"fold_{i}.json"
+        one = replace(splits, train=train_ids, val=val_ids, k=None, folds=[(train_ids, val_ids)])
+        if not target.is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write_json(target, one.to_dict(), indent=1)
 
 
 def _saved_splits(path: Path, ids: list[str]) -> Splits:
@@ -268,12 +273,19 @@ def _oof_masks(out: Path, dataset: Dataset, fold: int, case_id: str) -> dict[str
 
 
 def _choose(out: Path, dataset: Dataset, owner: dict[str, int]) -> tuple[dict[str, Any], Any]:
-    """Post-processing chosen once on every out-of-fold prediction (large masks subsampled)."""
+    """Post-processing chosen once on every out-of-fold prediction.
+
+    Masks larger than the network's input are subsampled to about its size, the scale at which
+    a single run chooses (on its validation set at the training size); this keeps the memory
+    and time of the choice small for large radiographs.
+    """
+    meta = json.loads((out / "fold_0" / "best" / "model.json").read_text(encoding="utf-8"))
+    size = int(meta["input_size"])
     preds, refs = [], []
     for case_id, fold in owner.items():
         pred = _oof_masks(out, dataset, fold, case_id)
         _, ref = load_case(dataset.case(case_id), dataset)
-        step = max(1, math.ceil(max(next(iter(ref.values())).shape) / CHOICE_SIZE))
+        step = max(1, round(max(next(iter(ref.values())).shape) / size))
         preds.append({s: m[::step, ::step] for s, m in pred.items()})
         refs.append({s: m[::step, ::step] for s, m in ref.items()})
     return choose_postprocessing(preds, refs)
@@ -308,7 +320,7 @@ def _summarise(out: Path, dataset: Dataset, splits: Splits) -> dict[str, Any]:
         "fold_results": [{k: v for k, v in r.items() if k != "val"} for r in fold_results],
         "oof": "oof", "evaluation": "evaluation",
     }  # fmt: skip
-    _write_json(out / CROSSVAL_FILE, _finite(record))
+    write_json(out / CROSSVAL_FILE, _finite(record), indent=1)
     return record
 
 

@@ -27,7 +27,6 @@ a few pixels thick and need far more training than the demo's budget to pass 0.9
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -39,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from cxrseg.errors import InputError
+from cxrseg.io import write_json
 from cxrseg.phantom import STRUCTURES
 
 __all__ = ["DEFAULT_OUT", "DEMO_STRUCTURES", "STEPS", "DemoResult", "DemoSettings", "run_demo"]
@@ -171,7 +171,8 @@ def run_demo(
             removed; other files are left alone).
         device: ``"auto"``, ``"cpu"`` or ``"cuda"`` for training and prediction.
         on_event: Receives dicts: ``{"event": "step", "step", "index", "steps"}`` when a step
-            starts, ``{"event": "progress", "step", "done", "total"}`` during it, and
+            starts, ``{"event": "progress", "step", "done", "total"}`` during it, the
+            training's ``{"event": "epoch", ...}`` (see :func:`cxrseg.training.train`), and
             ``{"event": "done", "step", "seconds", "message"}`` when it ends.
 
     Returns:
@@ -184,11 +185,11 @@ def run_demo(
     out = Path(out)
     emit = on_event or (lambda event: None)
     _prepare_folder(out, overwrite)
-    _write_json(out / MARKER, {"status": "running", "settings": asdict(settings)})
+    write_json(out / MARKER, {"status": "running", "settings": asdict(settings)}, indent=1)
     seconds: dict[str, float] = {}
     stages = {"phantoms": _phantoms, "augment": _augment, "train": _train,
               "predict": _predict, "evaluate": _evaluate}  # fmt: skip
-    state: dict[str, Any] = {"device": device}
+    state: dict[str, Any] = {"device": device, "emit": emit}
     for index, step in enumerate(STEPS, 1):
         emit({"event": "step", "step": step, "index": index, "steps": len(STEPS)})
 
@@ -202,7 +203,7 @@ def run_demo(
         emit({"event": "done", "step": step, "seconds": seconds[step], "message": message})
     result = DemoResult(out, settings, state["dice"], seconds, state["report"], state["summary"])
     record = {"dice": result.dice, "mean_dice": result.mean_dice, "seconds": seconds}
-    _write_json(
+    write_json(
         out / MARKER,
         {
             "status": "finished",
@@ -211,6 +212,7 @@ def run_demo(
             "total_seconds": result.total_seconds,
             "report": str(result.report),
         },
+        indent=1,
     )
     return result
 
@@ -244,13 +246,6 @@ def _prepare_folder(out: Path, overwrite: bool) -> None:
         elif target.exists() or target.is_symlink():
             target.unlink()
     logger.info("removed the earlier demo in %s", out)
-
-
-def _write_json(path: Path, content: dict[str, Any]) -> None:
-    from cxrseg.io import atomic_write
-
-    with atomic_write(path) as tmp:
-        tmp.write_text(json.dumps(content, indent=1) + "\n", encoding="utf-8")
 
 
 def _link_tree(source: Path, target: Path, folders: Sequence[str]) -> None:
@@ -356,6 +351,7 @@ def _train(out: Path, settings: DemoSettings, state: dict[str, Any], progress: P
         val_fraction=settings.val_fraction,
         test_fraction=0.0,
         patience=0,
+        schedule="cosine",  # the demo's short fixed run decays over exactly its epochs
         augmentation={},  # the distortions were done offline, in step 2
         seed=settings.seed,
         device=state["device"],
@@ -363,7 +359,7 @@ def _train(out: Path, settings: DemoSettings, state: dict[str, Any], progress: P
     )
     train_ids = [*base.train, *augmented]  # augmented samples train, never validate
     splits = replace(base, train=train_ids, folds=[(train_ids, list(base.val))])
-    _write_json(data / "splits.json", splits.to_dict())
+    write_json(data / "splits.json", splits.to_dict(), indent=1)
 
     def on_event(event: dict[str, Any]) -> None:
         if event["event"] == "start":
@@ -371,6 +367,7 @@ def _train(out: Path, settings: DemoSettings, state: dict[str, Any], progress: P
             progress(0, settings.epochs)
         elif event["event"] == "epoch":
             progress(int(event["epoch"]), settings.epochs)
+            state["emit"](event)
 
     result = train(data, out / "run", config, splits=data / "splits.json", on_event=on_event)
     start = state.get("train_start", {})

@@ -19,7 +19,6 @@ patient's left lung appears on the image's right side.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Callable
@@ -135,7 +134,7 @@ def write_phantom_dataset(
         InputError: If ``out/images`` is not empty and ``overwrite`` is false, or ``out`` is a file.
         TypeError, ValueError: If ``n``, ``size`` or ``seed`` is invalid.
     """
-    from cxrseg.io import atomic_write, write_image, write_mask
+    from cxrseg.io import write_image, write_json, write_mask
 
     n = _check_int(n, "n", 1, "n=10")
     seed = _check_int(seed, "seed", 0, "seed=0")
@@ -181,8 +180,7 @@ def write_phantom_dataset(
         "case_seeds": case_seeds,
         "generator": f"cxrseg.phantom {__version__}",
     }
-    with atomic_write(out / "dataset.json") as tmp:
-        tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    write_json(out / "dataset.json", meta, indent=2)
     logger.debug("wrote %d phantoms of size %dx%d to %s", n, h, w, out)
     return case_ids
 

@@ -1,4 +1,4 @@
-"""The base of every random transform, and the argument checks they share.
+"""Transforms: the base of every random transform (draw parameters, then apply them).
 
 A transform is a frozen dataclass whose first field is ``probability``. It is checked when built
 (:class:`~cxrseg.errors.InputError`, a ``ValueError``, or ``TypeError``, naming the value and the

@@ -1,4 +1,4 @@
-"""Intensity transforms: brightness, contrast, gamma, Gaussian noise, blur, local contrast.
+"""Transforms, intensity: brightness, contrast, gamma, Gaussian noise, blur, local contrast.
 
 They act on the image only, as float32 in [0, 1], and clip their result to [0, 1]. Each has a
 NumPy form (:meth:`apply`, one image (H, W) or (H, W, C)) and a torch form (:meth:`apply_torch`,

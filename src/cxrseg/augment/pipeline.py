@@ -1,4 +1,4 @@
-"""``Pipeline``: Augmentor's method names, one draw for every target, replayable samples.
+"""Pipeline: Augmentor's method names, one draw for every target, replayable samples.
 
 A user of Augmentor changes one import::
 
@@ -27,8 +27,9 @@ import numpy as np
 
 from cxrseg.augment import transforms as T
 from cxrseg.augment.base import Params, RandomTransform, check_choice, check_number
-from cxrseg.augment.methods import PipelineMethods
-from cxrseg.augment.targets import (
+from cxrseg.augment.geometry import chain_map
+from cxrseg.augment.pipeline_methods import PipelineMethods
+from cxrseg.augment.pipeline_targets import (
     Masks,
     check_index,
     image_from_float,
@@ -36,7 +37,10 @@ from cxrseg.augment.targets import (
     mask_list,
     rebuild_masks,
 )
+from cxrseg.augment.resample_cv import warp
+from cxrseg.data.loading import load_case
 from cxrseg.errors import InputError
+from cxrseg.io import atomic_write
 
 if TYPE_CHECKING:
     import torch
@@ -51,22 +55,6 @@ FORMAT_VERSION = 1
 _NATIVE_SCALES = {np.dtype(np.uint8): 255, np.dtype(np.uint16): 65535}
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
 BORDERS = ("constant", "reflect")
-
-
-def chain_maps(
-    steps: Sequence[tuple[T.SpatialTransform, Params]], height: int, width: int
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """One backward map for spatial steps applied in order, or None when there are none.
-
-    Affine and mesh steps go to :func:`cxrseg.augment.functional.chain_map` as parameters, so
-    the whole run is computed exactly in one pass; other maps (elastic) are composed with it,
-    and the data is resampled once.
-    """
-    from cxrseg.augment import functional as F
-
-    if not steps:
-        return None
-    return F.chain_map(height, width, [op.step(params, height, width) for op, params in steps])
 
 
 class Pipeline(PipelineMethods):
@@ -204,8 +192,6 @@ class Pipeline(PipelineMethods):
         self, image: np.ndarray, masks: Masks, params: Sequence[Params]
     ) -> tuple[np.ndarray, Any]:
         """Apply recorded parameters (from :meth:`sample_params` or a manifest) to an image."""
-        from cxrseg.augment.resample import warp
-
         self._check_params(params)
         # Integer images that only move are resampled in their own dtype (OpenCV's fast path,
         # rounded like the float route to within one grey level); intensity ops need floats.
@@ -229,8 +215,10 @@ class Pipeline(PipelineMethods):
 
         def flush() -> None:
             nonlocal x, arrays
-            maps = chain_maps(pending, height, width)
-            if maps is not None:
+            if pending:
+                # one exact map for the whole run of spatial ops, so the data is resampled once
+                steps = [op.step(params, height, width) for op, params in pending]
+                maps = chain_map(height, width, steps)
                 x, arrays = warp(
                     x,
                     arrays,
@@ -284,8 +272,6 @@ class Pipeline(PipelineMethods):
         for k in range(n):
             masks: Masks
             if cases is not None:
-                from cxrseg.data import load_case
-
                 image, masks = load_case(cases[k % count], source)  # type: ignore[arg-type]
             else:
                 image, masks = source[k % count]  # type: ignore[index]
@@ -314,7 +300,8 @@ class Pipeline(PipelineMethods):
             labels: Names of the K mask channels; ``left_*``/``right_*`` channels swap on a
                 horizontal flip. Without names channels are only flipped.
         """
-        from cxrseg.augment.batch import apply_batch
+        # lazy: start-up time (the batch path imports torch)
+        from cxrseg.augment.pipeline_batch import apply_batch
 
         return apply_batch(self, images, masks, indices=indices, epoch=epoch, labels=labels)
 
@@ -380,8 +367,6 @@ class Pipeline(PipelineMethods):
     def save_yaml(self, path: str | Path) -> Path:
         """Write :meth:`to_dict` as YAML, atomically; returns the path."""
         import yaml
-
-        from cxrseg.io import atomic_write
 
         path = Path(path)
         with atomic_write(path) as tmp:

@@ -1,9 +1,9 @@
-"""Random transforms: each one draws parameters, a pure function does the work.
+"""Transforms, spatial: each draws parameters, a pure geometry function does the work.
 
 Every transform is a small frozen dataclass validated when it is built. ``sample_params(rng,
 height, width)`` draws the parameters of one sample as a plain JSON-able dict (``applied`` plus
 the numbers), so a sample can be recorded and replayed. Spatial transforms turn parameters into
-a backward map (``cv2.remap`` convention, see :mod:`cxrseg.augment.functional`), which the
+a backward map (``cv2.remap`` convention, see :mod:`cxrseg.augment.geometry`), which the
 :class:`~cxrseg.augment.pipeline.Pipeline` composes with its neighbours and resamples once;
 intensity transforms act on the float32 image in [0, 1] and never see the masks.
 
@@ -16,13 +16,12 @@ uniform in ``[-magnitude, magnitude]`` for ``random_distortion``, ``N(0, sigma_v
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
-from cxrseg.augment import functional as F
+from cxrseg.augment import geometry as F
 from cxrseg.augment.base import (
     Params,
     RandomTransform,
@@ -40,6 +39,7 @@ from cxrseg.augment.intensity import (
     IntensityTransform,
     LocalContrast,
 )
+from cxrseg.data.dataset import mentions_left_right, swap_left_right_name
 from cxrseg.errors import InputError
 
 Maps = tuple[np.ndarray, np.ndarray]
@@ -81,7 +81,7 @@ class SpatialTransform(RandomTransform):
         raise NotImplementedError
 
     def step(self, params: Params, height: int, width: int) -> F.Step:
-        """This sample as a step of :func:`cxrseg.augment.functional.chain_map`: its map, or
+        """This sample as a step of :func:`cxrseg.augment.geometry.chain_map`: its map, or
         (affine and mesh ops) the parameters that let a chain be computed in one pass."""
         return self.maps(params, height, width)
 
@@ -172,7 +172,7 @@ class RandomDistortion(_Mesh):
 class GaussianDistortion(_Mesh):
     """Augmentor's ``gaussian_distortion``: vertex v moves by dx, dy ~ N(0, sigma_v).
 
-    ``sigma_v`` comes from :func:`cxrseg.augment.functional.gaussian_sigmas` (a Gaussian surface
+    ``sigma_v`` comes from :func:`cxrseg.augment.geometry.gaussian_sigmas` (a Gaussian surface
     over the image, shaped by ``corner``, ``method``, ``mex``, ``mey``, ``sdx``, ``sdy`` and scaled
     by ``magnitude`` pixels). One draw serves the image and every mask (Augmentor drew again for
     each, so its masks did not match its images).
@@ -222,7 +222,7 @@ class GaussianDistortion(_Mesh):
 class Elastic(SpatialTransform):
     """Smoothed random displacement field (Simard et al. 2003): ``alpha`` px, ``sigma`` px.
 
-    The field itself comes from :func:`cxrseg.augment.functional.elastic_map` with a seed drawn
+    The field itself comes from :func:`cxrseg.augment.geometry.elastic_map` with a seed drawn
     here, so the recorded parameters stay small.
     """
 
@@ -348,27 +348,6 @@ class FlipTopBottom(AffineTransform):
 
     def matrix(self, params: Params, height: int, width: int) -> np.ndarray:
         return np.array([[1.0, 0.0, 0.0], [0.0, -1.0, height - 1.0]])
-
-
-_SIDE = re.compile(r"(?<![a-z])(left|right)(?![a-z])", re.IGNORECASE)
-
-
-def mentions_left_right(name: str) -> bool:
-    """Whether a label name has ``left`` or ``right`` as a word (``left_lung``, ``Lung right``)."""
-    return _SIDE.search(name) is not None
-
-
-def swap_left_right_name(name: str) -> str:
-    """``left_lung`` -> ``right_lung`` and back; case kept; names without a side unchanged."""
-
-    def swap(match: re.Match[str]) -> str:
-        word = match.group(0)
-        other = "right" if word.lower() == "left" else "left"
-        if word.isupper():
-            return other.upper()
-        return other.capitalize() if word[0].isupper() else other
-
-    return _SIDE.sub(swap, name)
 
 
 Transform = SpatialTransform | IntensityTransform

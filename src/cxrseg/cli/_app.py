@@ -13,13 +13,15 @@ import typer
 from cxrseg._version import __version__
 from cxrseg.cli._boundary import BoundaryGroup, print_error
 from cxrseg.cli._console import console, err_console
+from cxrseg.cli._help import App
 
-app = typer.Typer(
+app = App(
     name="cxrseg",
     help="Chest radiograph segmentation: inspect data, augment, train, predict, evaluate.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # click's plain help: see cxrseg.cli._help
     cls=BoundaryGroup,  # every command's exceptions end in one message (see _boundary)
 )
 

@@ -8,19 +8,23 @@ from typing import Annotated
 import typer
 
 from cxrseg.cli._app import app, console, fail, progress_bar
+from cxrseg.cli._threads import Threads, use_threads
 
 
 @app.command("augment")
 def augment_command(
     data: Annotated[Path, typer.Argument(help="Dataset folder (standard, Montgomery, ...).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder, outside DATA.")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", metavar="DIR", help="Output folder, outside DATA.")
+    ],
     number: Annotated[int, typer.Option("-n", "--number", help="Number of samples to write.")],
     size: Annotated[int, typer.Option(help="Side of the square images written, in pixels.")] = 512,
     resize: Annotated[
         str, typer.Option(help="squash (ignore aspect ratio) or letterbox (keep it, pad with 0).")
     ] = "squash",
     pipeline_file: Annotated[
-        Path | None, typer.Option("--pipeline", help="Pipeline YAML (as saved by a run).")
+        Path | None,
+        typer.Option("--pipeline", metavar="FILE", help="Pipeline YAML (as saved by a run)."),
     ] = None,
     random_distortion: Annotated[
         tuple[int, int, int] | None,
@@ -36,11 +40,14 @@ def augment_command(
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Seed (default: the pipeline's, or 0).")] = None,
     workers: Annotated[int, typer.Option(help="Threads; the output does not depend on it.")] = 1,
+    threads: Threads = None,
 ) -> None:
     """Write N augmented image/mask pairs, with a manifest; rerun to continue an interrupted run."""
     # lazy: start-up time
     from cxrseg.augment.pipeline import Pipeline
     from cxrseg.augment_offline import augment_dataset
+
+    use_threads(threads)  # after the imports: it sets the pools they loaded
 
     flags = random_distortion is not None or gaussian_distortion is not None
     if pipeline_file is not None and flags:

@@ -55,6 +55,7 @@ def demo_command(
         changes["epochs"] = epochs
     try:
         settings = (DemoSettings.quick if quick else DemoSettings.full)(**changes)
+        console.print(f"cxrseg demo: writing into {escape(str(out.resolve()))}")
         with _DemoProgress(enabled=not quiet) as report:
             result = run_demo(out, settings, overwrite=overwrite, device=device, on_event=report)
     except (CxrsegError, ValueError) as exc:
@@ -115,6 +116,12 @@ class _DemoProgress:
             self.bar.start()
         elif kind == "progress" and self.bar is not None:
             self.bar.update(self.task, completed=event["done"], total=event["total"])
+        elif kind == "epoch" and not console.is_terminal:  # a file or a pipe: show life
+            console.print(
+                f"  epoch {event['epoch']}/{event['epochs']}: train loss "
+                f"{event['train_loss']:.4f}, val Dice {event['val_dice_mean']:.4f} "
+                f"({event['epoch_s']:.0f} s)"
+            )
         elif kind == "done":
             self._stop()
             console.print(

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from cxrseg.cli._app import app, console, err_console, fail, progress_bar
+from cxrseg.cli._threads import Threads, use_threads
 
 
 @app.command("evaluate")
@@ -16,7 +17,10 @@ def evaluate_command(
         Path, typer.Argument(help="Predictions folder: masks/<structure>/<id>.png (predict).")
     ],
     data: Annotated[Path, typer.Argument(help="Reference dataset folder (any layout).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Report folder, outside PRED and DATA.")],
+    out: Annotated[
+        Path,
+        typer.Option("--out", "-o", metavar="DIR", help="Report folder, outside PRED and DATA."),
+    ],
     allow_missing: Annotated[
         bool,
         typer.Option("--allow-missing", help="Evaluate the ids on both sides; list the others."),
@@ -36,6 +40,7 @@ def evaluate_command(
     ] = None,
     worst: Annotated[int, typer.Option(min=0, help="Worst cases shown with overlays.")] = 24,
     workers: Annotated[int, typer.Option(min=1, help="Threads reading and scoring.")] = 2,
+    threads: Threads = None,
 ) -> None:
     """Score predicted masks against references: cases.csv, summary.json and report.html.
 
@@ -51,6 +56,8 @@ def evaluate_command(
 
     from cxrseg.evaluation import MismatchError, evaluate
     from cxrseg.structure_map import parse_map
+
+    use_threads(threads)  # after the imports: it sets the pools they loaded
 
     names = None if structures is None else [s for s in structures.split(",") if s.strip()]
     try:

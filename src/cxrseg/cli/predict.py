@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from cxrseg.cli._app import app, console, err_console, fail, progress_bar
+from cxrseg.cli._threads import Threads, use_threads
 from cxrseg.errors import CxrsegError, InputError
 
 
@@ -23,7 +24,10 @@ def predict_command(
         ),
     ],
     out: Annotated[
-        Path, typer.Option("--out", "-o", help="Output folder: masks/<structure>/<id>.png, ...")
+        Path,
+        typer.Option(
+            "--out", "-o", metavar="DIR", help="Output folder: masks/<structure>/<id>.png, ..."
+        ),  # fmt: skip
     ],
     shipped: Annotated[
         str | None,
@@ -53,9 +57,19 @@ def predict_command(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     runtime: Annotated[
         str,
-        typer.Option(help="auto (ONNX Runtime on the CPU when installed), torch or onnxruntime."),
+        typer.Option(
+            help="auto (on the CPU: PyTorch bfloat16 where the CPU has it natively, "
+            "else ONNX Runtime), torch or onnxruntime."
+        ),
     ] = "auto",
+    amp: Annotated[
+        bool, typer.Option("--amp/--no-amp", help="bfloat16 where the device has it natively.")
+    ] = True,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Say which runtime and precision, and why.")
+    ] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Images per network call.")] = 4,
+    threads: Threads = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Segment radiographs; masks keep each image's original size. Exit 1 if any input failed.
@@ -68,13 +82,19 @@ def predict_command(
 
     from cxrseg.inference import Predictor, predict_paths
 
+    use_threads(threads)  # after the imports: it sets the pools they loaded
+
     flips = [name for name, on in (("hflip", tta), ("vflip", tta_vflip)) if on]
     try:
         model, inputs = _model_and_inputs(paths, shipped)
         predictor = Predictor.from_checkpoint(
-            model, device=device, tta=flips, runtime=runtime, postprocess=postprocess,
-            batch_size=batch_size,
+            model, device=device, tta=flips, runtime=runtime, amp=amp, postprocess=postprocess,
+            batch_size=batch_size, threads=threads,
         )  # fmt: skip
+        backend = predictor.backend
+        if verbose:
+            err_console.print(f"runtime: {backend.runtime}, {backend.precision} on "
+                              f"{backend.device} ({escape(backend.reason)})")  # fmt: skip
         with progress_bar("predicting", enabled=not quiet) as progress:
             summary = predict_paths(predictor, inputs, out, label_map=label_map,
                                     save_probabilities=probabilities, overlays=overlays,
@@ -83,17 +103,35 @@ def predict_command(
         raise fail(str(exc)) from exc
     layout = "labels/" if label_map else "masks/<structure>/"
     console.print(
-        f"Predicted {len(summary.written)} image(s) on {predictor.backend.device} "
-        f"({getattr(predictor.backend, 'runtime', '?')}) into "
+        f"Predicted {len(summary.written)} image(s) on {backend.device} "
+        f"({backend.runtime}, {backend.precision}) into "
         f"{escape(str(out))} ({layout}<id>.png)"
     )
     if summary.skipped:
         console.print(f"Skipped {len(summary.skipped)} non-image file(s) in the input folders.")
+    _warn_flagged(summary.flagged, len(summary.written), predictor.info.quality is not None)
     if summary.failed:
         err_console.print(f"[bold red]{len(summary.failed)} input(s) failed:[/]", markup=True)
         for path, message in summary.failed:
             err_console.print(f"  {escape(str(path))}: {escape(message)}", markup=True)
         raise typer.Exit(1)
+
+
+def _warn_flagged(flagged: dict[str, Any], written: int, learned: bool) -> None:
+    """One warning line per flagged case, then the count (exit status unchanged)."""
+    from rich.markup import escape
+
+    for case_id, flags in flagged.items():
+        reasons = "; ".join(f"{flag.code}: {flag.message}" for flag in flags)
+        err_console.print(f"[yellow]warning[/] {escape(case_id)}: {escape(reasons)}")
+    if flagged:
+        err_console.print(
+            f"[yellow]{len(flagged)} of {written} prediction(s) flagged[/]: check them before "
+            "use (flags in predictions.json)"
+        )
+    if not learned:
+        err_console.print("This model has no learned ranges (older checkpoint): only the "
+                          "image and confidence checks ran.")  # fmt: skip
 
 
 def _model_and_inputs(paths: list[str], shipped: str | None) -> tuple[Path, list[str]]:

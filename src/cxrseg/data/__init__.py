@@ -20,8 +20,10 @@ from cxrseg.data.dataset import (
     Dataset,
     Problem,
     case_id_from_mask,
+    mentions_left_right,
     natural_key,
     structure_name,
+    swap_left_right_name,
 )
 from cxrseg.data.discovery import discover, parse_labels, read_labels
 from cxrseg.data.folds import read_fold_file
@@ -51,6 +53,8 @@ __all__ = [
     "parse_labels",
     "read_fold_file",
     "read_labels",
+    "mentions_left_right",
     "structure_name",
+    "swap_left_right_name",
     "validate",
 ]

@@ -63,6 +63,33 @@ def structure_name(name: str) -> str:
     return text
 
 
+_SIDE = re.compile(r"(?<![a-z])(left|right)(?![a-z])", re.IGNORECASE)
+
+
+def mentions_left_right(name: str) -> bool:
+    """Whether a label name has ``left`` or ``right`` as a word (``left_lung``, ``Lung right``)."""
+    return _SIDE.search(name) is not None
+
+
+def swap_left_right_name(name: str) -> str:
+    """The structure a horizontal flip turns ``name`` into: ``left_lung`` <-> ``right_lung``.
+
+    ``left``/``right`` are swapped where they stand as words (``left_lung``, ``lung_right``,
+    ``Left Lung``; not ``cleft``). The case is kept as far as it says anything: an upper-case
+    word stays upper case, a capital initial stays capital (``LEft_lung`` -> ``Right_lung``),
+    anything else becomes lower case. Names without a side are returned unchanged.
+    """
+
+    def swap(match: re.Match[str]) -> str:
+        word = match.group(0)
+        other = "right" if word.lower() == "left" else "left"
+        if word.isupper():
+            return other.upper()
+        return other.capitalize() if word[0].isupper() else other
+
+    return _SIDE.sub(swap, name)
+
+
 def case_id_from_mask(stem: str, suffixes: Sequence[str] = DEFAULT_MASK_SUFFIXES) -> str:
     """Return the case id of a mask file stem by removing one known mask suffix.
 

@@ -31,7 +31,7 @@ import numpy as np
 
 from cxrseg.data.dataset import natural_key
 from cxrseg.errors import InputError
-from cxrseg.io import atomic_write
+from cxrseg.io import atomic_write, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -246,8 +246,7 @@ def load_or_create_splits(
     if not file.exists():
         splits = make_splits(case_ids, seed, val_fraction, test_fraction, folds, fold)
         file.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_write(file) as tmp:
-            tmp.write_text(json.dumps(splits.to_dict(), indent=1) + "\n", encoding="utf-8")
+        write_json(file, splits.to_dict(), indent=1)
         logger.info(
             "wrote %s: %d train, %d val, %d test (seed %d)",
             file,

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from cxrseg._version import __version__
+from cxrseg.evaluation.page_assets import CSS, SCRIPT
 from cxrseg.evaluation.results import EMPTY_MASK_RULE, UNITS, EvaluationResult
 from cxrseg.io import atomic_write
 from cxrseg.metrics import mask_boundary
@@ -46,42 +47,6 @@ __all__ = [
 COLORS = {"reference": (40, 200, 60), "prediction": (230, 40, 40), "both": (250, 220, 30)}
 """Overlay colours (RGB): reference green, prediction red, coinciding outlines yellow."""
 _GAP = 4
-
-_CSS = """
-body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1200px;padding:0 16px;
-color:#1d2430}
-h1{font-size:22px}h2{font-size:18px;margin-top:32px;border-bottom:1px solid #ccd}
-table{border-collapse:collapse;margin:8px 0}td,th{padding:3px 8px;border-bottom:1px solid #e3e6ee;
-text-align:right;vertical-align:middle}th{background:#f1f3f8}td.id,th.id{text-align:left}
-table.sortable th{cursor:pointer}.meta td{text-align:left}.note{background:#fff6d9;padding:8px}
-.plots{display:flex;flex-wrap:wrap;gap:12px}.swatch{display:inline-block;width:12px;height:12px;
-margin:0 4px 0 12px;vertical-align:middle}img.thumb{display:block}
-table.inner{margin:0;font-size:12px}table.inner td,table.inner th{padding:1px 6px;border:0}
-"""
-_SCRIPT = """
-document.querySelectorAll("table.sortable").forEach(function (table) {
-  table.querySelectorAll("th").forEach(function (th, col) {
-    th.addEventListener("click", function () {
-      var up = th.getAttribute("data-dir") !== "asc";
-      th.setAttribute("data-dir", up ? "asc" : "desc");
-      var body = table.tBodies[0];
-      var key = function (row) {
-        var cell = row.cells[col], v = cell.getAttribute("data-value");
-        return v === null ? cell.textContent : parseFloat(v);
-      };
-      var rows = Array.prototype.slice.call(body.rows);
-      rows.sort(function (a, b) {
-        var x = key(a), y = key(b);
-        if (typeof x === "number" && isNaN(x)) return 1;
-        if (typeof y === "number" && isNaN(y)) return -1;
-        var c = x < y ? -1 : x > y ? 1 : 0;
-        return up ? c : -c;
-      });
-      rows.forEach(function (row) { body.appendChild(row); });
-    });
-  });
-});
-"""
 
 
 def _e(text: object) -> str:
@@ -302,7 +267,8 @@ def _worst_table(result: EvaluationResult, thumbnails: Mapping[str, str]) -> str
             for n in result.structures
         )
         rows.append(
-            f'<tr><td>{rank}</td><td class="id">{_e(case.case_id)}</td>'
+            f'<tr><td>{rank}</td><td class="id">{_e(case.case_id)}'
+            f"{_codes(result, case.case_id)}</td>"
             f"{_td(case.mean_dice, 'dice', 'mean-dice')}"
             f'<td><img class="thumb" src="{thumbnails[case.case_id]}" '
             f'alt="{_e(case.case_id)}: image, reference, prediction"></td>'
@@ -325,13 +291,39 @@ def _all_table(result: EvaluationResult) -> str:
     rows = [
         f'<tr><td class="id">{_e(case.case_id)}</td><td class="id">{_e(name)}</td>'
         + "".join(_td(case.metrics[name][m], m) for m in result.metrics)
-        + "</tr>"
+        + f'<td class="id">{_codes(result, case.case_id)}</td></tr>'
         for case in result.cases
         for name in result.structures
     ]
     return (
         '<table id="all-cases" class="sortable"><thead><tr><th class="id">id</th>'
-        f'<th class="id">structure</th>{heads}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+        f'<th class="id">structure</th>{heads}<th class="id">flags</th></tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def _codes(result: EvaluationResult, case_id: str) -> str:
+    codes = dict.fromkeys(flag["code"] for flag in result.flags.get(case_id, []))
+    return f' <span class="flag">{_e(", ".join(codes))}</span>' if codes else ""
+
+
+def _flags_section(result: EvaluationResult) -> str:
+    """Cases ``cxrseg predict`` flagged, worst first, with their Dice: do flags catch them?"""
+    if not result.flags:
+        return "<p>No quality flags: the predictions were not made by cxrseg predict.</p>"
+    flagged = [case for case in result.worst() if result.flags.get(case.case_id)]
+    rows = "".join(
+        f'<tr><td class="id">{_e(c.case_id)}</td>{_td(c.mean_dice, "dice")}<td class="id">'
+        + "<br>".join(_e(f"{f['code']}: {f['message']}") for f in result.flags[c.case_id])
+        + "</td></tr>"
+        for c in flagged
+    )
+    head = f"<p>{len(flagged)} of {len(result.cases)} cases flagged by cxrseg predict.</p>"
+    return head + (
+        '<table id="flagged"><thead><tr><th class="id">id</th><th>mean Dice</th>'
+        f'<th class="id">flags</th></tr></thead><tbody>{rows}</tbody></table>'
+        if flagged
+        else ""
     )
 
 
@@ -351,7 +343,15 @@ def render_report(
         ("predictions", result.predictions.resolve()),
         ("references", result.references.resolve()),
         ("cases", len(result.cases)),
-        ("structures", ", ".join(result.structures)),
+        (
+            "structures",
+            ", ".join(
+                f"{n} = {' + '.join(r)}" if r != [n] else n
+                for n, r in result.structure_map.get(
+                    "pairs", {n: [n] for n in result.structures}
+                ).items()
+            ),
+        ),
         ("pixel spacing known", f"{known} of {len(result.cases)} cases"),
         ("cxrseg", __version__),
     ]
@@ -388,6 +388,8 @@ def render_report(
         "1.5 interquartile ranges, dots: values beyond, diamond: mean. Undefined (NaN) values "
         "are left out.</p>",
         f'<div class="plots">{plots}</div>',
+        "<h2>Quality flags</h2>",
+        _flags_section(result),
         f"<h2>Worst {len(thumbnails)} cases</h2>",
         "<p>Sorted by ascending mean Dice over " + _e(", ".join(result.structures)) + ". "
         "Thumbnails: the image; the reference; the prediction with the reference outline. "
@@ -399,8 +401,8 @@ def render_report(
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f'<link rel="icon" href="data:,"><title>{_e(title)}</title><style>{_CSS}</style></head>'
-        f"<body>{''.join(body)}<script>{_SCRIPT}</script></body></html>\n"
+        f'<link rel="icon" href="data:,"><title>{_e(title)}</title><style>{CSS}</style></head>'
+        f"<body>{''.join(body)}<script>{SCRIPT}</script></body></html>\n"
     )
 
 

@@ -26,7 +26,7 @@ from cxrseg.evaluation.results import (
     CaseResult,
     EvaluationResult,
 )
-from cxrseg.io import atomic_write
+from cxrseg.io import atomic_write, write_json
 from cxrseg.metrics import segmentation_metrics, summarize
 from cxrseg.pairing import MismatchError, Pairing, listing
 
@@ -94,7 +94,7 @@ def evaluate(
             report(len(scored), total)
         result = _result(scored, pair, pred_root, ref_root, out)
         _write_csv(out / "cases.csv", result)
-        _write_json(out / "summary.json", result, ref, n_worst)
+        _write_summary(out / "summary.json", result, ref, n_worst)
         thumbnails: dict[str, str] = {}
         for case_id, uri in pool.map(partial(_thumbnail, pair), result.worst(n_worst)):
             thumbnails[case_id] = uri
@@ -246,7 +246,7 @@ def _json_safe(value: object) -> object:
     return value
 
 
-def _write_json(path: Path, result: EvaluationResult, ref: Dataset, n_worst: int) -> None:
+def _write_summary(path: Path, result: EvaluationResult, ref: Dataset, n_worst: int) -> None:
     known = sum(case.spacing is not None for case in result.cases)
     content = {
         "cxrseg_version": __version__,
@@ -272,5 +272,4 @@ def _write_json(path: Path, result: EvaluationResult, ref: Dataset, n_worst: int
         "missing_predictions": result.missing_predictions,
         "missing_references": result.missing_references,
     }
-    with atomic_write(path) as tmp:
-        tmp.write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
+    write_json(path, content, indent=2)

@@ -4,11 +4,19 @@ Both take ``(N, 1, S, S)`` float32 NumPy batches and return ``(N, C, S, S)`` flo
 logits, so everything around them (resizing, flips, post-processing) is shared.
 :class:`OnnxBackend` never imports torch.
 
-A checkpoint predicted on the CPU runs through ONNX Runtime when it is installed
-(``runtime="auto"``): :func:`onnx_from_torch` exports the network into memory (nothing is
-written), checks the session's logits against PyTorch's once, and falls back to PyTorch with a
-warning if they differ. On the CPU ONNX Runtime is 2 to 3 times faster than PyTorch here
-(``docs/benchmarks.md``). :class:`TorchBackend` folds batch norm into the convolutions.
+A checkpoint predicted on the CPU (``runtime="auto"``) runs where that CPU is fastest:
+
+- on CPUs with native bfloat16 (Intel AMX or AVX512-BF16, AMD Zen 4 and later; see
+  :mod:`cxrseg.training.precision`), in PyTorch with bfloat16 autocast and channels-last
+  tensors, about 2x faster than ONNX Runtime in float32 there;
+- elsewhere in ONNX Runtime (float32) when it is installed, 2 to 3 times faster than PyTorch
+  in float32: :func:`onnx_from_torch` exports the network into memory (nothing is written),
+  checks the session's logits against PyTorch's once, and falls back to PyTorch with a warning
+  if they differ.
+
+``docs/benchmarks.md`` has the figures. :class:`TorchBackend` folds batch norm into the
+convolutions. Every backend says how it computes (``runtime``, ``precision``) and why it was
+chosen (``reason``).
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ __all__ = [
     "Backend",
     "OnnxBackend",
     "TorchBackend",
+    "choose_cpu_runtime",
     "onnx_from_torch",
     "open_backend",
 ]
@@ -35,7 +44,8 @@ logger = logging.getLogger(__name__)
 
 DEVICES = ("auto", "cpu", "cuda")
 RUNTIMES = ("auto", "torch", "onnxruntime")
-"""``auto``: ONNX Runtime for checkpoints on the CPU when it is installed, else PyTorch."""
+"""``auto``: for checkpoints on the CPU, PyTorch in bfloat16 where the CPU has it natively,
+else ONNX Runtime when it is installed, else PyTorch."""
 _ORT_OPTIONS = ("threads", "spinning")
 
 
@@ -44,6 +54,8 @@ class Backend(Protocol):
 
     device: str
     runtime: str
+    precision: str
+    reason: str
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         """(N, 1, S, S) float32 normalised images -> (N, C, S, S) float32 logits."""
@@ -64,7 +76,9 @@ class TorchBackend:
     Args:
         model: The network (``(N, 1, H, W) -> (N, C, H, W)`` logits).
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
-        amp: On CUDA, run in bfloat16 (float16 where bfloat16 is missing) autocast.
+        amp: Autocast where the device computes it natively: bfloat16 on CUDA (float16
+            where bfloat16 is missing) and on CPUs with native bfloat16 (see
+            :func:`cxrseg.training.precision.autocast_dtype`); float32 elsewhere.
         channels_last: Use the channels-last memory format (faster convolutions on most
             hardware).
         fold_norm: Run a copy of the model with each batch norm folded into the convolution
@@ -81,7 +95,10 @@ class TorchBackend:
         channels_last: bool = True,
         fold_norm: bool = True,
     ):
+        # lazy: start-up time (torch and the precision query; the ONNX path runs without them)
         import torch
+
+        from cxrseg.training.precision import autocast_dtype, precision_name
 
         base = _check_device(device)
         if base == "auto":
@@ -104,10 +121,9 @@ class TorchBackend:
         self.model = model.to(self.torch_device).eval()
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
-        self.amp_dtype = None
-        if amp and self.torch_device.type == "cuda":
-            bf16 = torch.cuda.is_bf16_supported()
-            self.amp_dtype = torch.bfloat16 if bf16 else torch.float16
+        self.amp_dtype, why = autocast_dtype(self.torch_device, amp)
+        self.precision = precision_name(self.amp_dtype)
+        self.reason = why
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         import torch
@@ -172,6 +188,8 @@ class OnnxBackend:
             raise InputError(f"cannot open the ONNX model ({exc})", path=where) from exc
         self.device = "cuda" if use_cuda else "cpu"
         self.runtime = "onnxruntime"
+        self.precision = "float32"
+        self.reason = "ONNX Runtime float32: an exported .onnx model"
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
 
@@ -190,8 +208,8 @@ class OnnxBackend:
 def open_backend(
     model: ModelFile, device: str = "auto", runtime: str = "auto", **options: Any
 ) -> Backend:
-    """The backend for a located model: ONNX Runtime for ``.onnx``; for checkpoints ONNX
-    Runtime on the CPU when ``runtime`` allows it and it is installed, else PyTorch.
+    """The backend for a located model: ONNX Runtime for ``.onnx``; for checkpoints see
+    :func:`choose_cpu_runtime` on the CPU, PyTorch on CUDA.
 
     Args:
         model: From :func:`cxrseg.inference.model_file.locate_model`.
@@ -209,8 +227,10 @@ def open_backend(
     if runtime not in RUNTIMES:
         raise InputError(f"runtime {runtime!r} is not one of {RUNTIMES}",
                          hint="use --runtime auto, torch or onnxruntime")  # fmt: skip
+    ort_options = {k: v for k, v in options.items() if k in _ORT_OPTIONS}
+    torch_options = {k: v for k, v in options.items() if k not in _ORT_OPTIONS}
     if model.kind == "onnx":
-        return OnnxBackend(model.path, device, **options)
+        return OnnxBackend(model.path, device, **ort_options)
     # lazy: start-up time (torch only for checkpoints, not for .onnx models)
     import torch
 
@@ -223,16 +243,41 @@ def open_backend(
             f"--runtime onnxruntime runs checkpoints on the CPU, not on {device}",
             hint="use --device cpu, or export the model for onnxruntime-gpu",
         )
-    if runtime == "onnxruntime" or (runtime == "auto" and cpu and _has_onnxruntime()):
-        if runtime == "onnxruntime":
-            import_onnxruntime()  # says how to install it
+    reason = "--runtime torch" if runtime == "torch" else "on the GPU, PyTorch"
+    if cpu and runtime != "torch":
+        runtime, reason = choose_cpu_runtime(runtime, bool(options.get("amp", True)))
+    if runtime == "onnxruntime":
+        import_onnxruntime()  # says how to install it
         size = int(model.metadata["input_size"])
-        ort_options = {k: v for k, v in options.items() if k in _ORT_OPTIONS}
-        backend = onnx_from_torch(network, size, strict=runtime == "onnxruntime", **ort_options)
+        strict = reason == "--runtime onnxruntime"
+        backend = onnx_from_torch(network, size, strict=strict, **ort_options)
         if backend is not None:
+            backend.reason = reason
             return backend
-    torch_options = {k: v for k, v in options.items() if k not in _ORT_OPTIONS}
-    return TorchBackend(network, device, **torch_options)
+        reason = "the ONNX export disagreed with PyTorch"
+    torch_backend = TorchBackend(network, device, **torch_options)
+    torch_backend.reason = f"{reason}; {torch_backend.reason}"
+    return torch_backend
+
+
+def choose_cpu_runtime(runtime: str, amp: bool = True) -> tuple[str, str]:
+    """The runtime of a checkpoint on the CPU, and why.
+
+    ``"auto"`` picks PyTorch where the CPU computes bfloat16 natively (bfloat16 autocast,
+    channels-last: about 2x faster than ONNX Runtime's float32 there, ``docs/benchmarks.md``),
+    else ONNX Runtime when it is installed (2-3x faster than PyTorch in float32), else PyTorch.
+    """
+    if runtime != "auto":
+        return runtime, f"--runtime {runtime}"
+    # lazy: start-up time (the precision query imports torch)
+    from cxrseg.training.precision import autocast_dtype
+
+    dtype, why = autocast_dtype("cpu", amp)
+    if dtype is not None:
+        return "torch", "auto: PyTorch in bfloat16 beats ONNX Runtime in float32 on this CPU"
+    if _has_onnxruntime():
+        return "onnxruntime", f"auto: {why}; ONNX Runtime beats PyTorch in float32"
+    return "torch", "auto: onnxruntime is not installed"
 
 
 def _has_onnxruntime() -> bool:

@@ -26,7 +26,7 @@ from typing import Any
 from cxrseg.errors import InputError
 from cxrseg.inference.ensemble import is_crossval
 from cxrseg.inference.preprocess import NORMALIZATIONS, RESIZE_MODES
-from cxrseg.io import check_name
+from cxrseg.io import check_name, read_json
 from cxrseg.training.config import MAX_LABELS, MAX_SIZE
 from cxrseg.versions import check_made_by
 
@@ -81,6 +81,10 @@ class ModelInfo:
         resize: ``"squash"`` or ``"letterbox"``.
         normalization: ``"zscore"`` or ``"unit"``.
         postprocessing: Post-processing per structure as stored (``PostprocessConfig`` dicts).
+        quality: Plausible ranges learned from the training data
+            (:func:`cxrseg.quality.learn_ranges`), or None for a model saved without them.
+            Not compared: the folds of a cross-validation ensemble learned theirs from
+            different cases, and the ensemble uses the first fold's.
     """
 
     labels: tuple[str, ...]
@@ -89,6 +93,7 @@ class ModelInfo:
     resize: str
     normalization: str
     postprocessing: dict[str, dict[str, Any]] = field(default_factory=dict)
+    quality: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     @property
     def channels(self) -> tuple[str, ...]:
@@ -109,13 +114,7 @@ def check_version(metadata: Mapping[str, Any], path: Path) -> None:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"not a readable JSON file ({exc})", path=path, hint=_MODEL_HINT) from exc
-    if not isinstance(data, dict):
-        raise InputError("the model JSON must hold an object", path=path, hint=_MODEL_HINT)
-    return data
+    return read_json(path, what="the model JSON", hint=_MODEL_HINT)
 
 
 def _onnx_metadata(path: Path) -> dict[str, Any]:
@@ -241,5 +240,8 @@ def model_info(model: ModelFile) -> ModelInfo:
     post = meta.get("postprocessing") or {}
     if not isinstance(post, dict) or not all(isinstance(v, dict) for v in post.values()):
         raise bad("postprocessing", "a mapping of structure name to settings")
+    quality = meta.get("quality")
+    if quality is not None and not isinstance(quality, dict):
+        raise bad("quality", "the ranges cxrseg.quality.learn_ranges returns, or no entry")
     return ModelInfo(tuple(labels), str(meta["mode"]), size, str(resize), str(normalization),
-                     dict(post))  # fmt: skip
+                     dict(post), quality)  # fmt: skip

@@ -6,7 +6,12 @@
     labels/<id>.png                     0 = background, k = k-th structure (label_map=True)
     probabilities/<structure>/<id>.png  16-bit, probability x 65535 (save_probabilities=True)
     overlays/<id>.png                   the radiograph with the masks drawn over it (overlays=True)
-    predictions.json                    the model, settings and the source file of every id
+    predictions.json                    the model, settings, the source file and flags of every id
+
+Every case in ``predictions.json`` has ``flags``: an empty list when the prediction looks
+plausible, else ``{"code", "message"}`` items (:mod:`cxrseg.quality`; for DICOM inputs also
+the header's modality and body part). The overlay of a flagged case has a red frame and the
+flag codes written in its top-left corner.
 
 The id of a case is its file stem. Inputs are never written: an output folder that is an
 input folder, lies inside one, or holds an input file is refused before anything is written.
@@ -16,7 +21,6 @@ A file that cannot be read is listed in the summary and the others are still pro
 from __future__ import annotations
 
 import glob
-import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -25,10 +29,24 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from cxrseg.data import natural_key
+from cxrseg.data.loading import check_radiograph_size
 from cxrseg.errors import InputError
+from cxrseg.io import (
+    IMAGE_EXTENSIONS,
+    atomic_write,
+    inside,
+    is_image_file,
+    read_image,
+    write_image,
+    write_json,
+    write_mask,
+)
+from cxrseg.report.contact_sheet import overlay
 
 if TYPE_CHECKING:
     from cxrseg.inference.predictor import Prediction, Predictor
+    from cxrseg.quality import Flag
 
 __all__ = ["InputFiles", "PredictSummary", "expand_inputs", "predict_paths"]
 
@@ -47,10 +65,12 @@ class PredictSummary:
         written: Ids of the cases whose outputs were written, in input order.
         failed: ``(path, message)`` of every input that could not be used.
         skipped: Files in input folders that are not images (not an error).
+        flagged: ``{id: [Flag, ...]}`` of the written cases with quality flags.
     """
 
     out: Path
     written: list[str] = field(default_factory=list)
+    flagged: dict[str, list[Flag]] = field(default_factory=dict)
     failed: list[tuple[Path, str]] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)
 
@@ -79,8 +99,6 @@ def expand_inputs(inputs: Iterable[str | Path]) -> InputFiles:
     file found twice is kept once. A path that does not exist, a glob without matches and a
     file given by name that cxrseg cannot read as an image are listed as failed.
     """
-    from cxrseg.data import natural_key
-    from cxrseg.io import IMAGE_EXTENSIONS, is_image_file
 
     found = InputFiles()
     seen: set[Path] = set()
@@ -233,9 +251,13 @@ def predict_paths(
         images, paths = _read_all(chunk, summary.failed)
         predictions = predictor.predict_batch(images, probabilities=save_probabilities)
         for path, image, prediction in zip(paths, images, predictions, strict=True):
-            _write_case(out, path.stem, image, prediction, info.labels, label_map, overlays)
+            flags = [*prediction.flags, *dicom_flags(path)]
+            _write_case(out, path.stem, image, prediction, info.labels, label_map, overlays, flags)
             summary.written.append(path.stem)
-            records.append({"id": path.stem, "source": str(path), "shape": list(image.shape)})
+            if flags:
+                summary.flagged[path.stem] = flags
+            records.append({"id": path.stem, "source": str(path), "shape": list(image.shape),
+                            "flags": [flag.to_dict() for flag in flags]})  # fmt: skip
         done += len(chunk)
         if progress is not None:
             progress(done, total)
@@ -246,10 +268,6 @@ def predict_paths(
 def _read_all(
     paths: Sequence[Path], failed: list[tuple[Path, str]]
 ) -> tuple[list[np.ndarray], list[Path]]:
-    # lazy: start-up time
-    from cxrseg.data.loading import check_radiograph_size
-    from cxrseg.io import read_image
-
     images: list[np.ndarray] = []
     kept: list[Path] = []
     for path in paths:
@@ -274,9 +292,8 @@ def _write_case(
     labels: Sequence[str],
     label_map: bool,
     overlays: bool,
+    flags: Sequence[Flag] = (),
 ) -> None:
-    from cxrseg.io import inside, write_image, write_mask
-
     # every name in these paths was checked where it was read; inside() checks the result too
     if label_map:
         labelled = np.zeros(image.shape, np.uint8)
@@ -291,19 +308,44 @@ def _write_case(
         target = inside(out, out / "probabilities" / name / f"{case_id}.png")
         write_image(target, prob, bit_depth=16)
     if overlays:
-        _write_overlay(inside(out, out / "overlays" / f"{case_id}.png"), image, prediction.masks)
+        target = inside(out, out / "overlays" / f"{case_id}.png")
+        _write_overlay(target, image, prediction.masks, flags)
 
 
-def _write_overlay(path: Path, image: np.ndarray, masks: dict[str, np.ndarray]) -> None:
+def _write_overlay(
+    path: Path, image: np.ndarray, masks: dict[str, np.ndarray], flags: Sequence[Flag] = ()
+) -> None:
     import cv2
 
-    from cxrseg.io import atomic_write
-    from cxrseg.report.contact_sheet import overlay
-
     rgb = overlay(image, masks)
+    if flags:  # a red frame and the codes: this mask is not to be trusted
+        side = max(2, min(rgb.shape[:2]) // 80)
+        rgb[:side], rgb[-side:], rgb[:, :side], rgb[:, -side:] = (
+            (255, 0, 0),
+            (255, 0, 0),
+            (255, 0, 0),
+            (255, 0, 0),
+        )
+        scale = max(0.4, min(rgb.shape[:2]) / 800)
+        text = "FLAGGED: " + ", ".join(dict.fromkeys(flag.code for flag in flags))
+        cv2.putText(rgb, text, (2 * side, 2 * side + int(22 * scale)), cv2.FONT_HERSHEY_SIMPLEX,
+                    scale, (255, 0, 0), max(1, int(2 * scale)), cv2.LINE_AA)  # fmt: skip
     with atomic_write(path) as tmp:
         if not cv2.imwrite(str(tmp), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
             raise InputError("OpenCV could not write the overlay", path=path)
+
+
+def dicom_flags(path: Path) -> list[Flag]:
+    """Flags of a DICOM file's Modality and BodyPartExamined (none for other files)."""
+    from cxrseg.quality import header_flags
+
+    try:
+        import pydicom
+
+        header = pydicom.dcmread(path, stop_before_pixels=True)
+    except Exception:  # not DICOM (pydicom raises several types); nothing to check
+        return []
+    return header_flags(header.get("Modality"), header.get("BodyPartExamined"))
 
 
 def _write_record(
@@ -313,7 +355,6 @@ def _write_record(
     summary: PredictSummary,
     label_map: bool,
 ) -> None:
-    from cxrseg.io import atomic_write
 
     info = predictor.info
     record = {
@@ -325,8 +366,9 @@ def _write_record(
         "postprocessing": {k: v.to_dict() for k, v in predictor.postprocessing.items()},
         "device": predictor.backend.device,
         "runtime": getattr(predictor.backend, "runtime", type(predictor.backend).__name__),
+        "precision": getattr(predictor.backend, "precision", "float32"),
+        "runtime_reason": getattr(predictor.backend, "reason", ""),
         "cases": records,
         "failed": [{"source": str(p), "error": m} for p, m in summary.failed],
     }
-    with atomic_write(out / "predictions.json") as tmp:
-        tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    write_json(out / "predictions.json", record, indent=2)

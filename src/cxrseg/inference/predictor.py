@@ -21,20 +21,21 @@ channels swapped before averaging the probabilities.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from scipy.special import expit
 
+from cxrseg.data.dataset import swap_left_right_name
 from cxrseg.errors import InputError
 from cxrseg.inference.backends import Backend, open_backend
 from cxrseg.inference.ensemble import is_crossval, read_crossval
 from cxrseg.inference.model_file import ModelInfo, locate_model, model_info
 from cxrseg.inference.preprocess import normalize, prepare, restore
+from cxrseg.quality import Flag, check_prediction
 
 __all__ = ["FLIPS", "Prediction", "Predictor", "mirror_name"]
 
@@ -43,22 +44,8 @@ logger = logging.getLogger(__name__)
 FLIPS = ("hflip", "vflip", "hvflip")
 """Flips test-time augmentation can add; ``tta=True`` means ``("hflip",)``."""
 
-_SIDE = re.compile(r"(?<![a-z])(left|right)(?![a-z])", re.IGNORECASE)
-
-
-def mirror_name(name: str) -> str:
-    """The structure a horizontal flip turns ``name`` into: ``left_lung`` <-> ``right_lung``.
-
-    ``left``/``right`` are swapped where they stand as words (``left_lung``, ``lung_right``,
-    ``Left Lung``); other names are returned unchanged.
-    """
-
-    def swap(match: re.Match[str]) -> str:
-        word = match[0]
-        other = "right" if word.lower() == "left" else "left"
-        return other.upper() if word.isupper() else other.title() if word.istitle() else other
-
-    return _SIDE.sub(swap, name)
+#: The left/right swap of a structure name (one function for augmentation and prediction).
+mirror_name = swap_left_right_name
 
 
 @dataclass(frozen=True)
@@ -69,10 +56,13 @@ class Prediction:
         masks: uint8 0/1 (H, W) per structure, at the image's original size.
         probabilities: float32 (H, W) in [0, 1] per structure (softmax: that class's
             probability; sigmoid: the structure's), or ``None`` when not asked for.
+        flags: Reasons not to trust this prediction (:mod:`cxrseg.quality`); empty when it
+            looks plausible.
     """
 
     masks: dict[str, np.ndarray]
     probabilities: dict[str, np.ndarray] | None = None
+    flags: list[Flag] = field(default_factory=list)
 
 
 def _flip_list(tta: bool | str | Sequence[str]) -> tuple[str, ...]:
@@ -109,11 +99,13 @@ def _postprocess_config(value: Any, info: ModelInfo) -> dict[str, Any]:
     }
 
 
-def _open_model(path: str | Path, device: str, runtime: str) -> tuple[ModelInfo, Backend, Path]:
+def _open_model(
+    path: str | Path, device: str, runtime: str, **backend_options: Any
+) -> tuple[ModelInfo, Backend, Path]:
     """A model's checked metadata, its backend and its file."""
     model = locate_model(path)
     info = model_info(model)
-    backend = open_backend(model, device, runtime)
+    backend = open_backend(model, device, runtime, **backend_options)
     channels = getattr(backend, "output_channels", None)
     if channels is not None and channels != len(info.channels):
         raise InputError(
@@ -122,7 +114,8 @@ def _open_model(path: str | Path, device: str, runtime: str) -> tuple[ModelInfo,
             path=model.path,
             hint="export the model again with `cxrseg export`",
         )
-    logger.debug("loaded %s model %s on %s", model.kind, model.path, backend.device)
+    logger.info("loaded %s model %s on %s: %s %s (%s)", model.kind, model.path,
+                backend.device, backend.runtime, backend.precision, backend.reason)  # fmt: skip
     return info, backend, model.path
 
 
@@ -180,6 +173,8 @@ class Predictor:
         device: str = "auto",
         tta: bool | str | Sequence[str] = False,
         runtime: str = "auto",
+        amp: bool = True,
+        threads: int | None = None,
         **options: Any,
     ) -> Predictor:
         """Load a run folder, checkpoint, exported ``.onnx`` model or cross-validation folder.
@@ -190,10 +185,16 @@ class Predictor:
                 ensemble with the post-processing chosen for it.
             device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
             tta: As in the constructor.
-            runtime: For a checkpoint: ``"auto"`` runs it in ONNX Runtime on the CPU when
-                that is installed (exported in memory and checked against PyTorch once),
-                else in PyTorch; ``"torch"`` or ``"onnxruntime"`` force one. See
-                :func:`~cxrseg.inference.backends.open_backend`.
+            runtime: For a checkpoint on the CPU: ``"auto"`` runs it in PyTorch with bfloat16
+                autocast where the CPU has native bfloat16, else in ONNX Runtime when that is
+                installed (exported in memory and checked against PyTorch once), else in
+                PyTorch; ``"torch"`` or ``"onnxruntime"`` force one. See
+                :func:`~cxrseg.inference.backends.open_backend`. The backend's ``runtime``,
+                ``precision`` and ``reason`` say what was chosen and why.
+            amp: Let PyTorch use bfloat16 (float16 on GPUs without it) where the device
+                computes it natively; ``False`` keeps float32.
+            threads: ONNX Runtime's intra-op threads (``None``: as many as PyTorch for a
+                checkpoint, ONNX Runtime's own choice for an ``.onnx`` model).
             options: Further constructor arguments (``postprocess``, ``batch_size``,
                 ``threshold``).
 
@@ -201,13 +202,16 @@ class Predictor:
             InputError: No usable model at ``path``, a model from a newer cxrseg, or an
                 unavailable device.
         """
+        backend_options: dict[str, Any] = {"amp": amp}
+        if threads is not None:
+            backend_options["threads"] = threads
         if not is_crossval(path):
-            info, backend, source = _open_model(path, device, runtime)
+            info, backend, source = _open_model(path, device, runtime, **backend_options)
             predictor = cls(backend, info, tta=tta, **options)
             predictor.source = source
             return predictor
         ensemble = read_crossval(path)
-        members = [_open_model(fold, device, runtime) for fold in ensemble.folds]
+        members = [_open_model(fold, device, runtime, **backend_options) for fold in ensemble.folds]
         info = replace(members[0][0], postprocessing=ensemble.postprocessing)
         for fold, (other, _, source) in zip(ensemble.folds, members, strict=True):
             if replace(other, postprocessing={}) != replace(info, postprocessing={}):
@@ -241,6 +245,9 @@ class Predictor:
     ) -> list[Prediction]:
         """Segment several images of any sizes, ``batch_size`` at a time through the network.
 
+        Each prediction carries its quality flags (:func:`cxrseg.quality.check_prediction`
+        with the ranges the model learned from its training data).
+
         Args:
             images: (H, W) float32 images in [0, 1].
             probabilities: Also return the probability maps.
@@ -257,7 +264,10 @@ class Predictor:
             chunk = images[start : start + self.batch_size]
             maps = self.network_probabilities(chunk)
             for image, prob in zip(chunk, maps, strict=True):
-                results.append(self._finish(prob, image.shape, probabilities))
+                prediction = self._finish(prob, image.shape, probabilities)
+                flags = check_prediction(image, prediction.masks, self.info.quality, prob,
+                                         self.info.mode)  # fmt: skip
+                results.append(replace(prediction, flags=flags))
         return results
 
     def network_probabilities(self, images: Sequence[np.ndarray]) -> np.ndarray:

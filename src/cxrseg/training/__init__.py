@@ -8,7 +8,8 @@ Submodules: :mod:`~cxrseg.training.config` (one ``TrainConfig`` dataclass),
 :mod:`~cxrseg.training.defaults` (options picked from the data),
 :mod:`~cxrseg.training.seeding`, :mod:`~cxrseg.training.loop` (epoch functions),
 :mod:`~cxrseg.training.run` (run folder, resume), :mod:`~cxrseg.training.checkpoint`,
-:mod:`~cxrseg.training.distributed` and :mod:`~cxrseg.training.curves`. Names are imported
+:mod:`~cxrseg.training.distributed`, :mod:`~cxrseg.training.curves` and
+:mod:`~cxrseg.training.quality_ranges` (plausible ranges for the quality flags). Names are imported
 on first use, so importing a submodule does not import the others.
 """
 
@@ -21,12 +22,15 @@ if TYPE_CHECKING:
     from cxrseg.training.checkpoint import load_checkpoint, save_checkpoint
     from cxrseg.training.config import TrainConfig
     from cxrseg.training.loop import TrainingStopped
+    from cxrseg.training.quality_ranges import add_quality_ranges, learn_quality_ranges
     from cxrseg.training.run import TrainResult, train
 
 __all__ = [
     "TrainConfig",
     "TrainResult",
     "TrainingStopped",
+    "add_quality_ranges",
+    "learn_quality_ranges",
     "load_checkpoint",
     "save_checkpoint",
     "train",
@@ -36,6 +40,8 @@ _HOMES = {
     "TrainConfig": "cxrseg.training.config",
     "TrainResult": "cxrseg.training.run",
     "TrainingStopped": "cxrseg.training.loop",
+    "add_quality_ranges": "cxrseg.training.quality_ranges",
+    "learn_quality_ranges": "cxrseg.training.quality_ranges",
     "load_checkpoint": "cxrseg.training.checkpoint",
     "save_checkpoint": "cxrseg.training.checkpoint",
     "train": "cxrseg.training.run",

@@ -22,7 +22,7 @@ import json
 import logging
 import uuid
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, is_dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,8 @@ from torch import nn
 
 from cxrseg._version import __version__
 from cxrseg.errors import InputError
-from cxrseg.io import atomic_write, check_name
+from cxrseg.io import atomic_write, check_name, read_json, write_json
+from cxrseg.io.jsonfile import to_jsonable
 from cxrseg.models import MODELS, create_model, model_spec
 from cxrseg.training.config import MAX_LABELS, MODEL_OPTIONS
 from cxrseg.versions import check_made_by
@@ -76,24 +77,6 @@ def _strip_prefixes(key: str) -> str:
     return key
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    if is_dataclass(value) and not isinstance(value, type):
-        return asdict(value)
-    raise TypeError(f"cannot store a {type(value).__name__} in checkpoint JSON: {value!r}")
-
-
-def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    text = json.dumps(data, indent=2, default=_json_default)
-    with atomic_write(path) as tmp:
-        tmp.write_text(text + "\n", encoding="utf-8")
-
-
 def _write_tensors(path: Path, tensors: dict[str, torch.Tensor], token: str) -> None:
     # Serialised in memory and written by Python, so a full disk is an OSError that
     # atomic_write turns into "no space left" (safetensors' own writer raises a bare error).
@@ -103,15 +86,7 @@ def _write_tensors(path: Path, tensors: dict[str, torch.Tensor], token: str) -> 
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError("file not found", path=path, hint="give the checkpoint folder") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"not readable JSON ({exc})", path=path) from exc
-    if not isinstance(data, dict):
-        raise InputError("checkpoint JSON must hold an object", path=path)
-    return data
+    return read_json(path, what="checkpoint JSON", hint="give the checkpoint folder")
 
 
 def _read_tensors(path: Path, token: Any, device: str | torch.device) -> dict[str, torch.Tensor]:
@@ -198,7 +173,7 @@ def save_checkpoint(
         "model": spec,
         "labels": list(labels),
     }
-    json.dumps(record, default=_json_default)  # fail before writing anything
+    json.dumps(record, default=to_jsonable)  # fail before writing anything
     tensors = {
         _strip_prefixes(key): value.detach().cpu().contiguous().clone()
         for key, value in inner.state_dict().items()
@@ -206,7 +181,7 @@ def save_checkpoint(
     folder.mkdir(parents=True, exist_ok=True)
     _write_tensors(folder / record["weights"], tensors, token)
     json_path = folder / f"{name}.json"
-    _write_json(json_path, record)
+    write_json(json_path, record)
     logger.debug("saved checkpoint %s (%d tensors)", json_path, len(tensors))
     return json_path
 
@@ -406,7 +381,7 @@ def save_resume_state(
     folder.mkdir(parents=True, exist_ok=True)
     _write_tensors(folder / f"{RESUME_NAME}.safetensors", tensors, token)
     json_path = folder / f"{RESUME_NAME}.json"
-    _write_json(json_path, record)
+    write_json(json_path, record)
     return json_path
 
 

@@ -21,6 +21,7 @@ import yaml
 from pydantic import Field
 
 from cxrseg.errors import InputError
+from cxrseg.training.duration import parse_duration
 from cxrseg.training.schema import Real, Schema
 
 __all__ = [
@@ -120,13 +121,18 @@ class TrainConfig(Schema):
         mode: ``"softmax"`` (exclusive structures, background is class 0) or ``"sigmoid"``
             (overlapping structures); ``None`` picks from the masks.
         class_weights: Optional loss weight per model output channel.
-        epochs: Total epochs; the learning-rate schedule spans exactly these.
+        epochs: The most epochs the run may train (a generous cap: the default run stops when
+            the validation Dice stops improving, see ``patience``).
         batch_size: Images per step on each process; ``None`` picks from free memory.
         lr: Peak learning rate reached at the end of the warm-up.
         optimizer: ``"adamw"`` or ``"sgd"`` (Nesterov, with ``momentum``).
         weight_decay: Decoupled weight decay (AdamW) or L2 (SGD).
         momentum: SGD momentum.
-        schedule: ``"cosine"``, ``"poly"`` (power 0.9) or ``"constant"`` after the warm-up.
+        schedule: After the warm-up, ``"plateau"`` (default) holds the peak learning rate
+            until the run is ending, then anneals it (a cosine over a fifth of the epochs
+            trained); ``"cosine"`` or ``"poly"`` (power 0.9) decay over ``epochs`` (or the
+            epochs that fit the time budget); ``"constant"`` never decays. See
+            :mod:`cxrseg.training.schedule`.
         warmup_epochs: Linear warm-up length in epochs (may be fractional).
         min_lr_ratio: Final learning rate as a fraction of ``lr``.
         grad_clip: Maximum gradient norm; ``None`` or 0 turns clipping off.
@@ -135,9 +141,12 @@ class TrainConfig(Schema):
             or when off (see :mod:`cxrseg.training.precision`).
         channels_last: Use the channels-last memory format for the model and batches.
         compile: Wrap the model in ``torch.compile``.
-        patience: Stop after this many epochs without a better validation Dice; 0 turns
-            early stopping off.
-        min_delta: Improvement in mean validation Dice that counts as better.
+        patience: Epochs without an improvement of the smoothed validation Dice after which
+            the run cools down and stops; ``None`` fits it to the data size (about 1,000
+            optimisation steps, 8 to 30 epochs); 0 trains for ``epochs``.
+        min_delta: Improvement in smoothed mean validation Dice that counts as better.
+        time_budget: Wall-clock seconds for the whole run (``"20m"``, ``"1h30m"``, ``"90s"``
+            are read too); the last epoch is fitted to it from the measured epoch time.
         augmentation: A :meth:`cxrseg.augment.Pipeline.to_dict` description; ``None`` uses
             the default recipe, ``{}`` or ``{"steps": []}`` trains without augmentation.
         augment_on: ``"cpu"`` augments each sample in the data loader, ``"device"`` augments
@@ -161,21 +170,22 @@ class TrainConfig(Schema):
     loss: Literal["dice_ce", "ce", "dice"] = "dice_ce"
     mode: Literal["softmax", "sigmoid"] | None = None
     class_weights: Annotated[list[Annotated[Real, Field(ge=0)]] | None, Field(min_length=1)] = None
-    epochs: Annotated[int, Field(ge=1)] = 30
+    epochs: Annotated[int, Field(ge=1)] = 300
     batch_size: Annotated[int | None, Field(ge=1, le=4096)] = None
     lr: Annotated[Real, Field(gt=0)] = 2e-3
     optimizer: Literal["adamw", "sgd"] = "adamw"
     weight_decay: Annotated[Real, Field(ge=0)] = 1e-4
     momentum: Annotated[Real, Field(ge=0, lt=1)] = 0.9
-    schedule: Literal["cosine", "poly", "constant"] = "cosine"
+    schedule: Literal["plateau", "cosine", "poly", "constant"] = "plateau"
     warmup_epochs: Annotated[Real, Field(ge=0)] = 1.0
     min_lr_ratio: Annotated[Real, Field(ge=0, le=1)] = 0.01
     grad_clip: Annotated[Real | None, Field(ge=0)] = 1.0
     amp: bool = True
     channels_last: bool = True
     compile: bool = False
-    patience: Annotated[int, Field(ge=0)] = 10
+    patience: Annotated[int | None, Field(ge=0)] = None
     min_delta: Annotated[Real, Field(ge=0)] = 1e-4
+    time_budget: Real | str | None = None  # seconds; text such as 20m is read in check()
     augmentation: dict[str, Any] | None = None
     augment_on: Literal["auto", "cpu", "device"] = "auto"
     seed: Annotated[int, Field(ge=0)] = 0
@@ -196,6 +206,8 @@ class TrainConfig(Schema):
                 "leaves no case for training.",
                 hint="keep their sum below 1.",
             )
+        if self.time_budget is not None:
+            self.time_budget = _duration(self.time_budget)
         MODEL_OPTIONS[self.model](**self.model_kwargs)
         if self.augmentation and self.augmentation.get("operations"):
             from cxrseg.augment.pipeline import Pipeline  # augment is below training
@@ -296,6 +308,13 @@ class TrainConfig(Schema):
         """Short hash of :meth:`identity`, stored with the run to check ``--resume``."""
         text = json.dumps(self.identity(), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _duration(value: Any) -> float:
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise InputError(f"time_budget: {exc}", hint="e.g. --time-budget 20m") from None
 
 
 def config_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:

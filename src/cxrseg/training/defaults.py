@@ -11,6 +11,7 @@ prints at the start:
 - ``workers``: 0 on CPU (the augmentation of a few cached images is cheaper than feeding
   worker processes, and the cores are busy with the convolutions); up to 8 on CUDA;
 - ``device``: CUDA when available;
+- ``patience``: about 1,000 optimisation steps in epochs, 8 to 30 (:func:`pick_patience`);
 - precision: bfloat16 autocast on CUDA and on CPUs with native bfloat16, else float32
   (:mod:`cxrseg.training.precision`).
 """
@@ -18,6 +19,7 @@ prints at the start:
 from __future__ import annotations
 
 import logging
+import math
 import os
 import statistics
 from collections.abc import Sequence
@@ -40,6 +42,7 @@ __all__ = [
     "pick_batch_size",
     "pick_device",
     "pick_mode",
+    "pick_patience",
     "pick_precision",
     "pick_size",
     "pick_workers",
@@ -137,6 +140,28 @@ def _available_ram() -> int:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         return 4 * 2**30
+
+
+#: Optimisation steps the smoothed validation Dice may go without improving before a run ends.
+PATIENCE_STEPS = 1000
+PATIENCE_EPOCHS = (8, 30)
+
+
+def pick_patience(steps_per_epoch: int) -> tuple[int, str]:
+    """Patience in epochs from the data size: about :data:`PATIENCE_STEPS` steps, 8 to 30.
+
+    A model improves per optimisation step, not per epoch: a small dataset has short epochs
+    and needs more of them before a plateau is real, a large one fewer. The floor leaves room
+    for the smoothing of the validation curve (it lags about two epochs) and the ceiling keeps
+    a tiny dataset from waiting forever.
+    """
+    low, high = PATIENCE_EPOCHS
+    wanted = math.ceil(PATIENCE_STEPS / max(1, steps_per_epoch))
+    patience = min(high, max(low, wanted))
+    return patience, (
+        f"about {PATIENCE_STEPS} optimisation steps at {steps_per_epoch} steps per epoch, "
+        f"kept within {low}-{high} epochs"
+    )
 
 
 def pick_workers(device: torch.device) -> tuple[int, str]:

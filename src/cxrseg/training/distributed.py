@@ -88,12 +88,19 @@ def cleanup_distributed(info: DistInfo) -> None:
 
 @contextmanager
 def distributed_context(device_type: str = "cpu") -> Iterator[DistInfo]:
-    """Join the process group for the duration of a ``with`` block."""
+    """Join the process group for the duration of a ``with`` block.
+
+    Nested blocks share the group the outermost one joined, and only that one leaves it: a
+    cross-validation keeps one group for all its folds (joining a second time in a process
+    hangs under torchrun).
+    """
+    joined = not dist.is_initialized()
     info = init_distributed(device_type)
     try:
         yield info
     finally:
-        cleanup_distributed(info)
+        if joined:
+            cleanup_distributed(info)
 
 
 def all_reduce_sum(tensor: torch.Tensor, info: DistInfo) -> torch.Tensor:

@@ -1,10 +1,11 @@
 """One epoch of training, one pass of validation, and the pieces they need: plain functions.
 
 :func:`train_one_epoch` and :func:`evaluate` take the model, a loader and a :class:`StepSettings`;
-:func:`build_optimizer`, :func:`build_scheduler` and :class:`EarlyStopping` are built from a
-:class:`~cxrseg.training.config.TrainConfig`. :func:`cxrseg.training.run.train` ties them
-together with the run folder, checkpoints and resume. Nothing here prints: progress goes to
-an ``on_event(dict)`` callback.
+:func:`build_optimizer` is built from a :class:`~cxrseg.training.config.TrainConfig`
+(:func:`build_scheduler`, :func:`lr_factor` and :class:`EarlyStopping` live in
+:mod:`cxrseg.training.schedule` and are re-exported here). :func:`cxrseg.training.run.train`
+ties them together with the run folder, checkpoints and resume. Nothing here prints: progress
+goes to an ``on_event(dict)`` callback.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Sized
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,7 @@ from cxrseg.errors import CxrsegError
 from cxrseg.training.config import TrainConfig
 from cxrseg.training.dataset import normalize_batch
 from cxrseg.training.distributed import DistInfo, all_reduce_sum
+from cxrseg.training.schedule import EarlyStopping, build_scheduler, lr_factor
 
 __all__ = [
     "EarlyStopping",
@@ -92,85 +94,6 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
     if config.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=True)
     return torch.optim.AdamW(groups, lr=config.lr)
-
-
-def lr_factor(
-    step: int, total_steps: int, warmup_steps: int, schedule: str, min_ratio: float
-) -> float:
-    """Learning-rate multiplier at optimisation step ``step`` (0-based).
-
-    Linear warm-up from ``1 / (warmup_steps + 1)`` to 1 over ``warmup_steps`` steps, then
-    ``"cosine"`` decay, ``"poly"`` decay (power 0.9) or ``"constant"``, ending at
-    ``min_ratio`` after ``total_steps``.
-    """
-    if step < warmup_steps:
-        return (step + 1) / (warmup_steps + 1)
-    if schedule == "constant":
-        return 1.0
-    decay_steps = max(1, total_steps - warmup_steps)
-    t = min(1.0, (step - warmup_steps) / decay_steps)
-    if schedule == "cosine":
-        shape = 0.5 * (1.0 + math.cos(math.pi * t))
-    elif schedule == "poly":
-        shape = (1.0 - t) ** 0.9
-    else:
-        raise ValueError(f"schedule {schedule!r} is not 'cosine', 'poly' or 'constant'.")
-    return min_ratio + (1.0 - min_ratio) * shape
-
-
-def build_scheduler(
-    optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int
-) -> torch.optim.lr_scheduler.LambdaLR:
-    """Per-step schedule spanning ``config.epochs`` epochs (see :func:`lr_factor`)."""
-    total = config.epochs * steps_per_epoch
-    warmup = min(total - 1, round(config.warmup_epochs * steps_per_epoch))
-
-    def factor(step: int) -> float:
-        return lr_factor(step, total, max(0, warmup), config.schedule, config.min_lr_ratio)
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-@dataclass
-class EarlyStopping:
-    """Stop after ``patience`` epochs without an improvement of at least ``min_delta``.
-
-    Attributes:
-        patience: Epochs to wait; 0 never stops.
-        min_delta: Smallest increase of the watched score that counts.
-        best: Best score so far (``-inf`` before the first epoch).
-        best_epoch: Epoch of ``best`` (0 before the first epoch).
-        bad_epochs: Epochs since ``best``.
-    """
-
-    patience: int
-    min_delta: float = 0.0
-    best: float = -math.inf
-    best_epoch: int = 0
-    bad_epochs: int = 0
-
-    def update(self, score: float, epoch: int) -> bool:
-        """Record an epoch's score; return whether it is the new best."""
-        if score > self.best + self.min_delta or (self.best_epoch == 0 and math.isfinite(score)):
-            self.best, self.best_epoch, self.bad_epochs = score, epoch, 0
-            return True
-        self.bad_epochs += 1
-        return False
-
-    @property
-    def should_stop(self) -> bool:
-        """Whether patience has run out."""
-        return self.patience > 0 and self.bad_epochs >= self.patience
-
-    def state_dict(self) -> dict[str, Any]:
-        """JSON-able state for the resume file."""
-        return asdict(self)
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`."""
-        self.best = float(state["best"])
-        self.best_epoch = int(state["best_epoch"])
-        self.bad_epochs = int(state["bad_epochs"])
 
 
 # --- batches ------------------------------------------------------------------------------

@@ -193,7 +193,8 @@ def restore(
     if scaler is not None and extra.get("scaler"):
         scaler.load_state_dict(extra["scaler"])
     return {"epoch": state.epoch, "history": list(extra["history"]),
-            "elapsed_s": float(extra["elapsed_s"])}  # fmt: skip
+            "elapsed_s": float(extra["elapsed_s"]), "wall_s": extra.get("wall_s"),
+            "stop_rule": extra.get("stop_rule")}  # fmt: skip
 
 
 def load_init(model: nn.Module, path: Path, structures: list[str], mode: str) -> None:

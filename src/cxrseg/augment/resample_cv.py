@@ -1,6 +1,6 @@
-"""Resample an image and its masks with one backward map (NumPy arrays, OpenCV).
+"""Resampling, OpenCV twin: an image and its masks through one backward map (NumPy arrays).
 
-The map comes from :mod:`cxrseg.augment.functional` (``cv2.remap`` convention). The image is
+The map comes from :mod:`cxrseg.augment.geometry` (``cv2.remap`` convention). The image is
 interpolated (bilinear by default, or bicubic); masks are always sampled nearest, so every output
 mask value is one of the input's and labels never blur. Image and masks use the same border mode,
 so they stay aligned even where the border is reflected.
@@ -275,7 +275,7 @@ def warp(
         image: (H, W) or (H, W, C) image; see :func:`remap` for dtypes.
         masks: None, a dict ``name -> (H, W) array`` or a list/tuple of (H, W) arrays; label
             values of any dtype (bool included).
-        maps: ``(map_x, map_y)``, float32 (H', W'), e.g. from :mod:`cxrseg.augment.functional`.
+        maps: ``(map_x, map_y)``, float32 (H', W'), e.g. from :mod:`cxrseg.augment.geometry`.
         interpolation: Image interpolation, ``"bilinear"`` or ``"bicubic"`` (or ``"nearest"``).
         border: ``"constant"`` or ``"reflect"``, for the image and the masks alike.
         fill: Image value outside the source with ``border="constant"``; masks get 0 there.

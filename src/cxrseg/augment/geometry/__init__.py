@@ -1,4 +1,4 @@
-"""Pure geometry of the spatial augmentations: backward maps, no randomness, NumPy only.
+"""Geometry: backward maps of the spatial ops, no randomness, NumPy only (public names).
 
 A *map* is a pair ``(map_x, map_y)`` of float32 arrays of shape (H, W) in the ``cv2.remap``
 convention: output pixel ``(x, y)`` takes its value from the source position
@@ -9,34 +9,35 @@ random transform only draws numbers and any sample can be replayed.
 Applying op ``A`` and then op ``B`` to an image gives ``out(p) = in(A(B(p)))``, so the map of
 the chain is ``A``'s map evaluated at ``B``'s positions (:func:`compose_maps`, or
 :func:`chain_map` for a whole chain given by its parameters); the data is then resampled once
-(:mod:`cxrseg.augment.resample`, :mod:`cxrseg.augment.torch_backend`).
+(:mod:`cxrseg.augment.resample_cv`, :mod:`cxrseg.augment.resample_torch`).
 
-This module gathers the public names of :mod:`~cxrseg.augment.maps` (identity, affine, flip,
-elastic), :mod:`~cxrseg.augment.mesh` (Augmentor's mesh distortions) and
-:mod:`~cxrseg.augment.compose`.
+This module gathers the public names of :mod:`.maps` (identity, affine, flip,
+elastic), :mod:`.mesh` (Augmentor's mesh distortions) and
+:mod:`.compose`.
 """
 
 from __future__ import annotations
 
-from cxrseg.augment.compose import chain_map, compose_affine, compose_maps
-from cxrseg.augment.maps import (
+from cxrseg.augment.geometry.compose import chain_map, compose_maps
+from cxrseg.augment.geometry.maps import (
     MapPair,
     Maps,
     MeshSpec,
     Step,
     affine_map,
     affine_matrix,
+    compose_affine,
     elastic_map,
     flip_map,
     identity_map,
+    tile_edges,
 )
-from cxrseg.augment.mesh import (
+from cxrseg.augment.geometry.mesh import (
     CORNERS,
     METHODS,
     gaussian_sigmas,
     mesh_displacement,
     mesh_map,
-    tile_edges,
 )
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""Augmentor's pipeline method names (plus cxrseg's), each appending one transform.
+"""Pipeline: Augmentor's method names (plus cxrseg's), each appending one transform.
 
 :class:`~cxrseg.augment.pipeline.Pipeline` inherits these, so ``p.random_distortion(...)``,
 ``p.gaussian_distortion(...)``, ``p.rotate(...)``, ``p.zoom(...)``, ``p.flip_left_right(...)``,

@@ -1,6 +1,6 @@
-"""Resampling backend for torch tensors on any device: ``grid_sample`` over batches.
+"""Resampling, torch twin: batches of tensors on any device through ``grid_sample``.
 
-Same geometry as :mod:`cxrseg.augment.functional`, as sampling grids: a grid is a float tensor
+Same geometry as :mod:`cxrseg.augment.geometry`, as sampling grids: a grid is a float tensor
 (N, H, W, 2) of source positions ``(x, y)`` normalised for
 ``torch.nn.functional.grid_sample(align_corners=False)``, i.e. ``x_norm = (2 * x + 1) / W - 1``
 for a pixel-index position ``x``. Mesh and affine grids are built on the device itself, one set of
@@ -16,8 +16,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as TF
 
-from cxrseg.augment.maps import _check_size
-from cxrseg.augment.mesh import _check_grid, _hat_weights
+from cxrseg.augment.geometry.compose import _NEAR_IDENTITY, _affine_fit
+from cxrseg.augment.geometry.maps import _check_size
+from cxrseg.augment.geometry.mesh import _check_grid, _hat_weights
 
 __all__ = [
     "affine_grid_batch",
@@ -86,9 +87,9 @@ def mesh_grid_batch(
 ) -> torch.Tensor:
     """Grids of Augmentor-convention mesh distortions, one per sample, built on ``device``.
 
-    Per sample this equals :func:`cxrseg.augment.functional.mesh_map` (bilinear in each tile).
+    Per sample this equals :func:`cxrseg.augment.geometry.mesh_map` (bilinear in each tile).
     With ``base``, the mesh is evaluated exactly at ``base``'s positions instead: the grid of
-    "this mesh, then ``base``", as :func:`cxrseg.augment.functional.compose_maps` computes it.
+    "this mesh, then ``base``", as :func:`cxrseg.augment.geometry.compose_maps` computes it.
 
     Args:
         height: Image height in pixels.
@@ -180,7 +181,7 @@ def _check_grid_tensor(grid: torch.Tensor) -> None:
 def compose_grids(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
     """Grid of "apply ``first``, then ``second``": ``first`` sampled at ``second``'s positions.
 
-    As :func:`cxrseg.augment.functional.compose_maps` does for a map it knows nothing about
+    As :func:`cxrseg.augment.geometry.compose_maps` does for a map it knows nothing about
     (e.g. an elastic field), per sample: the best-fitting affine part of ``first`` (least
     squares on the same sparse pixel sample) is applied exactly at ``second``'s positions and
     only the residual is interpolated bilinearly, continued from the border outside the image;
@@ -194,8 +195,6 @@ def compose_grids(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
     Returns:
         (N, H, W, 2) grid.
     """
-    from cxrseg.augment.compose import _NEAR_IDENTITY, _affine_fit
-
     _check_grid_tensor(first)
     _check_grid_tensor(second)
     if first.shape != second.shape:

@@ -1,12 +1,12 @@
-"""Augmentor's mesh distortions as exact backward maps (NumPy, no randomness).
+"""Geometry: Augmentor's mesh distortions as exact backward maps (NumPy, no randomness).
 
 Augmentor's ``random_distortion``/``gaussian_distortion`` (0.2.12) cut the image into tiles of
 ``floor(W / grid_width)`` px with the remainder in the last column (rows likewise), move the
 interior vertices and warp with PIL's ``MESH`` transform, which samples at pixel centres
 ``+0.5``. In that convention the map is bilinear in each tile, so :func:`mesh_map` evaluates it
-analytically (the numba kernel of :mod:`cxrseg.augment.kernels`, or two small matrix products
+analytically (the numba kernel of :mod:`.kernels`, or two small matrix products
 without numba); the conformance tests check it against Augmentor within 1e-4 px.
-Public names are re-exported by :mod:`cxrseg.augment.functional`.
+Public names are re-exported by :mod:`cxrseg.augment.geometry`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,15 @@ from functools import lru_cache
 
 import numpy as np
 
-from cxrseg.augment.maps import MapPair, Maps, MeshSpec, _check_size
+from cxrseg.augment.geometry import kernels
+from cxrseg.augment.geometry.maps import (
+    MapPair,
+    Maps,
+    MeshSpec,
+    _check_grid,
+    _check_size,
+    tile_edges,
+)
 
 __all__ = [
     "CORNERS",
@@ -24,7 +32,6 @@ __all__ = [
     "gaussian_sigmas",
     "mesh_displacement",
     "mesh_map",
-    "tile_edges",
 ]
 
 #: Corner remaps of Augmentor's ``gaussian_distortion`` (x0, x1, y0, y1).
@@ -38,32 +45,6 @@ CORNERS: dict[str, tuple[float, float, float, float]] = {
 
 #: Methods of ``gaussian_distortion``: largest displacements in the centre or at the edges.
 METHODS = ("in", "out")
-
-
-def _check_grid(length: int, tiles: int, name: str, side: str) -> int:
-    if isinstance(tiles, bool) or not isinstance(tiles, int | np.integer) or tiles < 1:
-        raise ValueError(f"{name}={tiles!r} must be a positive integer number of tiles.")
-    if tiles > length:
-        raise ValueError(
-            f"{name}={tiles} tiles do not fit in {length} px of image {side}; "
-            f"use at most one tile per pixel ({name} <= {length})."
-        )
-    return int(tiles)
-
-
-def tile_edges(length: int, tiles: int) -> np.ndarray:
-    """Tile edges of Augmentor's grid along one side: ``floor(length / tiles)`` px per tile.
-
-    The last tile takes the remainder; for 512 px and 5 tiles: 0, 102, 204, 306, 408, 512.
-
-    Returns:
-        int64 array (tiles + 1,), edges in PIL's continuous coordinates (pixel ``i`` spans
-        ``[i, i + 1)``).
-    """
-    tiles = _check_grid(length, tiles, "tiles", "side")
-    edges = np.arange(tiles + 1, dtype=np.int64) * (length // tiles)
-    edges[-1] = length
-    return edges
 
 
 @lru_cache(maxsize=32)
@@ -217,8 +198,6 @@ def mesh_map(
         ValueError: If sizes are not positive, the grid has more tiles than pixels, or the
             displacements have the wrong shape or are not finite.
     """
-    from cxrseg.augment import kernels
-
     height, width, grid_width, grid_height, d = _mesh_args(
         height, width, grid_width, grid_height, displacements
     )

@@ -1,4 +1,4 @@
-"""The targets a pipeline augments: one image and its masks, in the caller's containers.
+"""Pipeline: the targets it augments, one image and its masks in the caller's containers.
 
 Images are converted to float32 in [0, 1] for the transforms and back to their dtype; masks may
 be a dict name -> array (names kept, ``left_*``/``right_*`` swapped by a horizontal flip), a

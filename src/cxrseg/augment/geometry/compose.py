@@ -1,15 +1,15 @@
-"""Composition of backward maps: one map for a chain of spatial ops, computed exactly.
+"""Geometry: one exact map for a chain of spatial ops (composition of backward maps).
 
 Applying op ``A`` and then op ``B`` to an image gives ``out(p) = in(A(B(p)))``: the chain's map
 is ``A``'s map evaluated at ``B``'s positions. Evaluating by plain bilinear interpolation of
 ``A``'s pixel samples would be off by up to a quarter of the slope change at each mesh tile
 border (tile borders lie between pixel centres), so maps made by
-:mod:`cxrseg.augment.functional` carry how they were made
-(:class:`~cxrseg.augment.maps.MapPair`) and are evaluated exactly.
+:mod:`cxrseg.augment.geometry` carry how they were made
+(:class:`~cxrseg.augment.geometry.maps.MapPair`) and are evaluated exactly.
 
 Chains of mesh and affine ops are evaluated in one pass by the numba kernels of
-:mod:`cxrseg.augment.kernels` (:func:`chain_map`); without numba the same maps come from
-NumPy/OpenCV, one op at a time. Re-exported by :mod:`cxrseg.augment.functional`.
+:mod:`cxrseg.augment.geometry.kernels` (:func:`chain_map`); without numba the same maps come from
+NumPy/OpenCV, one op at a time. Re-exported by :mod:`cxrseg.augment.geometry`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from cxrseg.augment.maps import (
+from cxrseg.augment.geometry import kernels
+from cxrseg.augment.geometry.maps import (
     MapPair,
     Maps,
     MeshSpec,
@@ -30,22 +31,15 @@ from cxrseg.augment.maps import (
     _check_size,
     _rows_and_cols,
     affine_map,
+    compose_affine,
     identity_map,
 )
-from cxrseg.augment.mesh import _mesh_args, mesh_displacement
+from cxrseg.augment.geometry.mesh import _mesh_args, mesh_displacement
 
-__all__ = ["chain_map", "compose_affine", "compose_maps"]
+__all__ = ["chain_map", "compose_maps"]
 
 Described = np.ndarray | MeshSpec
 """A step known by its parameters: a backward 2 x 3 matrix or a :class:`MeshSpec`."""
-
-
-def compose_affine(first: np.ndarray, second: np.ndarray) -> np.ndarray:
-    """Backward matrix of "apply ``first``, then ``second``" for two backward 2 x 3 matrices."""
-    a, b = np.eye(3), np.eye(3)
-    a[:2] = np.asarray(first, dtype=np.float64)
-    b[:2] = np.asarray(second, dtype=np.float64)
-    return np.einsum("ij,jk->ik", a, b)[:2]
 
 
 #: Linear part closer than this to the identity: interpolate the displacement directly.
@@ -108,7 +102,7 @@ def chain_map(height: int, width: int, steps: Sequence[Step]) -> MapPair:
     """Map of several ops applied one after the other, in one pass where possible.
 
     Matrices and meshes are evaluated together, exactly and without making a full-size map per
-    op (:mod:`cxrseg.augment.kernels`); other maps (elastic fields) join by
+    op (:mod:`cxrseg.augment.geometry.kernels`); other maps (elastic fields) join by
     :func:`compose_maps`. ``chain_map(h, w, [a, b, c])`` equals
     ``compose_maps(a, compose_maps(b, c))`` for the maps of those steps.
 
@@ -116,7 +110,7 @@ def chain_map(height: int, width: int, steps: Sequence[Step]) -> MapPair:
         height: Image height in pixels.
         width: Image width in pixels.
         steps: In the order applied: backward 2 x 3 affine matrices (numpy arrays, e.g. from
-            :func:`~cxrseg.augment.maps.affine_matrix`), :class:`MeshSpec` (Augmentor's mesh
+            :func:`~.maps.affine_matrix`), :class:`MeshSpec` (Augmentor's mesh
             distortions) or ``(map_x, map_y)`` pairs of (H, W) arrays.
 
     Returns:
@@ -149,8 +143,6 @@ def chain_map(height: int, width: int, steps: Sequence[Step]) -> MapPair:
 
 def _run_map(height: int, width: int, run: Sequence[Described]) -> MapPair:
     """Map of matrices and meshes applied in order (numba kernel, or one op at a time)."""
-    from cxrseg.augment import kernels
-
     matrices = [step for step in run if isinstance(step, np.ndarray)]
     if len(matrices) == len(run):
         matrix = np.eye(3)[:2]
@@ -184,7 +176,7 @@ def compose_maps(first: Maps, second: Maps) -> Maps:
     resampling it with ``first`` and then with ``second``, without the blur of two
     interpolations. ``first`` is evaluated exactly where it says how it was made
     (:class:`MapPair` from this module): affine maps by their matrix, mesh maps and chains of
-    them analytically (:mod:`cxrseg.augment.kernels`; without numba, by bilinear interpolation
+    them analytically (:mod:`.kernels`; without numba, by bilinear interpolation
     of the mesh field sampled at the pixel edges, a grid that holds every vertex), compositions
     by re-association ``(A then B) then C = A then (B then C)``. Other maps (elastic fields,
     arrays from elsewhere) are split into their best-fitting affine part, applied exactly, and
@@ -201,8 +193,6 @@ def compose_maps(first: Maps, second: Maps) -> Maps:
     Returns:
         ``(map_x, map_y)`` as a :class:`MapPair`, float32 (H, W).
     """
-    from cxrseg.augment import kernels
-
     fx, fy = _check_maps(first, "first")
     sx, sy = _check_maps(second, "second")
     if fx.shape != sx.shape:

@@ -1,4 +1,4 @@
-"""``Pipeline.batch``: the pipeline's samples on torch tensors, geometry on their device.
+"""Pipeline, batch path: ``Pipeline.batch`` on torch tensors, geometry on their device.
 
 Parameters are drawn on the CPU from the same per-sample generators as ``Pipeline.__call__``
 (small: numbers, displacements, matrices); runs of consecutive spatial operations become one
@@ -15,22 +15,28 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 
+from cxrseg.augment import geometry as F
 from cxrseg.augment import transforms as T
 from cxrseg.augment.base import Params, RandomTransform
+from cxrseg.augment.resample_torch import (
+    affine_grid_batch,
+    affine_then,
+    compose_grids,
+    maps_to_grid,
+    mesh_grid_batch,
+    warp_batch,
+)
 from cxrseg.errors import InputError
 
 if TYPE_CHECKING:
-    import torch
-
     from cxrseg.augment.pipeline import Pipeline
 
 __all__ = ["apply_batch"]
 
 
 def _check_tensors(images: object, masks: object) -> None:
-    import torch
-
     if (
         not isinstance(images, torch.Tensor)
         or images.ndim != 4
@@ -64,8 +70,6 @@ def _check_tensors(images: object, masks: object) -> None:
 
 def _integer_scales() -> dict[torch.dtype, int]:
     """Integer image dtypes and the value that stands for 1.0, as in the NumPy path."""
-    import torch
-
     return {torch.uint8: 255, torch.uint16: 65535}
 
 
@@ -89,8 +93,6 @@ def _segment_matrices(
     width: int,
 ) -> np.ndarray:
     """Backward matrices (N, 2, 3) of a run of affine ops; identity where none applied."""
-    from cxrseg.augment import functional as F
-
     matrices = np.zeros((len(params), 2, 3))
     for i, p in enumerate(params):
         matrix = np.eye(3)[:2]
@@ -111,11 +113,6 @@ def _field_grid(
     device: torch.device,
 ) -> torch.Tensor:
     """Grid (N, H, W, 2) of a map-only op (elastic), made on the CPU as in the NumPy path."""
-    import torch
-
-    from cxrseg.augment import functional as F
-    from cxrseg.augment.torch_backend import maps_to_grid
-
     if not isinstance(op, T.SpatialTransform):
         raise TypeError(f"{op.name} is not a spatial transform.")
     (j,) = segment
@@ -138,19 +135,10 @@ def _group_grid(
 
     As in the NumPy path, the chain is evaluated from its last op back: each earlier op is
     evaluated exactly at the positions of the ones after it (affine runs, merged into one
-    matrix per sample, by :func:`~cxrseg.augment.torch_backend.affine_then`; meshes by
+    matrix per sample, by :func:`~cxrseg.augment.resample_torch.affine_then`; meshes by
     ``mesh_grid_batch(base=...)``), and only other maps (elastic fields) are interpolated
-    (:func:`~cxrseg.augment.torch_backend.compose_grids`).
+    (:func:`~cxrseg.augment.resample_torch.compose_grids`).
     """
-    import torch
-
-    from cxrseg.augment.torch_backend import (
-        affine_grid_batch,
-        affine_then,
-        compose_grids,
-        mesh_grid_batch,
-    )
-
     ops = pipeline.operations
     used = [j for j in group if any(p[j]["applied"] for p in params)]
     grid: torch.Tensor | None = None
@@ -189,8 +177,6 @@ def apply_batch(
     labels: Sequence[str] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Run ``pipeline`` on a batch; see :meth:`cxrseg.augment.pipeline.Pipeline.batch`."""
-    from cxrseg.augment.torch_backend import warp_batch
-
     _check_tensors(images, masks)
     n, _, height, width = images.shape
     indices = list(range(n)) if indices is None else list(indices)

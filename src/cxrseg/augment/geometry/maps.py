@@ -1,11 +1,11 @@
-"""Backward maps and the plain transforms: identity, affine, flip, elastic (NumPy, no randomness).
+"""Geometry: backward maps of the plain ops (identity, affine, flip, elastic), NumPy only.
 
 A *map* is a pair ``(map_x, map_y)`` of float32 arrays of shape (H, W) in the ``cv2.remap``
 convention: output pixel ``(x, y)`` takes its value from the source position
 ``(map_x[y, x], map_y[y, x])``, in pixel-index units (pixel centres at integer positions, the
 top-left pixel centre at ``(0, 0)``). The maps made here are :class:`MapPair` tuples that also
-remember how they were made, which :mod:`cxrseg.augment.compose` uses to compose them exactly.
-Public names are re-exported by :mod:`cxrseg.augment.functional`.
+remember how they were made, which :mod:`.compose` uses to compose them exactly.
+Public names are re-exported by :mod:`cxrseg.augment.geometry`.
 """
 
 from __future__ import annotations
@@ -24,9 +24,11 @@ __all__ = [
     "Step",
     "affine_map",
     "affine_matrix",
+    "compose_affine",
     "elastic_map",
     "flip_map",
     "identity_map",
+    "tile_edges",
 ]
 
 Maps = tuple[np.ndarray, np.ndarray]
@@ -36,7 +38,7 @@ class MeshSpec(NamedTuple):
     """An Augmentor mesh distortion described by its grid, without its full-size map.
 
     ``displacements`` is (grid_height - 1, grid_width - 1, 2): the offsets (dx, dy) in pixels
-    of the interior vertices (see :func:`cxrseg.augment.mesh.mesh_map`).
+    of the interior vertices (see :func:`cxrseg.augment.geometry.mesh.mesh_map`).
     """
 
     grid_width: int
@@ -45,7 +47,7 @@ class MeshSpec(NamedTuple):
 
 
 Step = Union[np.ndarray, MeshSpec, Maps]  # noqa: UP007
-"""One op of a chain for :func:`~cxrseg.augment.compose.chain_map`: a backward 2 x 3 affine
+"""One op of a chain for :func:`~cxrseg.augment.geometry.compose.chain_map`: a backward 2 x 3 affine
 matrix, a :class:`MeshSpec`, or any ``(map_x, map_y)`` pair (e.g. an elastic field)."""
 
 
@@ -250,3 +252,37 @@ def flip_map(height: int, width: int, horizontal: bool = False, vertical: bool =
     tx, ty = (width - 1.0 if horizontal else 0.0), (height - 1.0 if vertical else 0.0)
     matrix = np.array([[sx, 0.0, tx], [0.0, sy, ty]])
     return MapPair(np.repeat(xs, height, axis=0), np.repeat(ys, width, axis=1), matrix=matrix)
+
+
+def compose_affine(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Backward matrix of "apply ``first``, then ``second``" for two backward 2 x 3 matrices."""
+    a, b = np.eye(3), np.eye(3)
+    a[:2] = np.asarray(first, dtype=np.float64)
+    b[:2] = np.asarray(second, dtype=np.float64)
+    return np.einsum("ij,jk->ik", a, b)[:2]
+
+
+def _check_grid(length: int, tiles: int, name: str, side: str) -> int:
+    if isinstance(tiles, bool) or not isinstance(tiles, int | np.integer) or tiles < 1:
+        raise ValueError(f"{name}={tiles!r} must be a positive integer number of tiles.")
+    if tiles > length:
+        raise ValueError(
+            f"{name}={tiles} tiles do not fit in {length} px of image {side}; "
+            f"use at most one tile per pixel ({name} <= {length})."
+        )
+    return int(tiles)
+
+
+def tile_edges(length: int, tiles: int) -> np.ndarray:
+    """Tile edges of Augmentor's grid along one side: ``floor(length / tiles)`` px per tile.
+
+    The last tile takes the remainder; for 512 px and 5 tiles: 0, 102, 204, 306, 408, 512.
+
+    Returns:
+        int64 array (tiles + 1,), edges in PIL's continuous coordinates (pixel ``i`` spans
+        ``[i, i + 1)``).
+    """
+    tiles = _check_grid(length, tiles, "tiles", "side")
+    edges = np.arange(tiles + 1, dtype=np.int64) * (length // tiles)
+    edges[-1] = length
+    return edges

@@ -1,6 +1,6 @@
-"""One pass per pixel for the map of a chain of mesh and affine steps (numba kernels).
+"""Geometry: numba kernels, one pass per pixel for the map of a chain of mesh/affine steps.
 
-Every mesh map (Augmentor's, see :mod:`cxrseg.augment.mesh`) and every affine map is
+Every mesh map (Augmentor's, see :mod:`cxrseg.augment.geometry.mesh`) and every affine map is
 *piecewise bilinear*: the plane is cut into rectangular cells by boundaries along x and y, and
 in each cell the source position is ``c0 + c1 s + c2 t + c3 s t`` with ``(s, t)`` the position
 relative to the cell's origin. Such a map is a :class:`Patches`. An affine step applied before a
@@ -20,7 +20,7 @@ coordinates* ``u = x + 0.5`` (PIL's convention, in which tile edges are whole nu
 positions are pixel indices (``cv2.remap`` convention).
 
 The kernels need numba (compiled on first use and cached on disk); :func:`available` says
-whether it is installed. Without it, :mod:`cxrseg.augment.compose` falls back to NumPy/OpenCV.
+whether it is installed. Without it, :mod:`.compose` falls back to NumPy/OpenCV.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from cxrseg.augment.maps import MeshSpec
+from cxrseg.augment.geometry.maps import MeshSpec, compose_affine, tile_edges
 
 __all__ = [
     "Patches",
@@ -92,8 +92,6 @@ def _mesh_frame(height: int, width: int, grid_width: int, grid_height: int) -> P
     top-left edges. Shared by every mesh of this size: :func:`mesh_patches` copies ``coef``
     before changing it. (Not marked read-only: numba compiles read-only arrays separately.)
     """
-    from cxrseg.augment.mesh import tile_edges
-
     ex = tile_edges(width, grid_width).astype(np.float64)
     ey = tile_edges(height, grid_height).astype(np.float64)
     origin_x = np.concatenate([[0.0], ex])
@@ -107,7 +105,7 @@ def _mesh_frame(height: int, width: int, grid_width: int, grid_height: int) -> P
 
 
 def mesh_patches(height: int, width: int, mesh: MeshSpec) -> Patches:
-    """Cells of Augmentor's mesh (tiles from :func:`~cxrseg.augment.mesh.tile_edges`).
+    """Cells of Augmentor's mesh (tiles from :func:`~cxrseg.augment.geometry.maps.tile_edges`).
 
     Each tile interpolates its four vertex positions bilinearly (PIL's ``MESH`` transform).
     Outside the image the map is the identity: border vertices never move, so the mesh's
@@ -144,8 +142,6 @@ def plan(height: int, width: int, steps: Sequence[np.ndarray | MeshSpec]) -> lis
     Returns:
         At least one :class:`Patches`, first-applied first.
     """
-    from cxrseg.augment.compose import compose_affine
-
     out: list[Patches] = []
     pending: np.ndarray | None = None
     for step in steps:
@@ -316,7 +312,7 @@ def _points_kernel(px, py, bx, by, ox, oy, co):
 
 def _require() -> None:
     if numba is None:
-        raise RuntimeError("numba is not installed; use the NumPy path of cxrseg.augment.compose.")
+        raise RuntimeError("numba is not installed; use the NumPy path of augment.geometry.compose")
 
 
 def evaluate_grid(height: int, width: int, chain: Sequence[Patches]) -> tuple[np.ndarray, ...]:
