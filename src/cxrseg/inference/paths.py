@@ -42,11 +42,11 @@ from cxrseg.io import (
     write_json,
     write_mask,
 )
+from cxrseg.quality import Flag, header_flags
 from cxrseg.report.contact_sheet import overlay
 
 if TYPE_CHECKING:
     from cxrseg.inference.predictor import Prediction, Predictor
-    from cxrseg.quality import Flag
 
 __all__ = ["InputFiles", "PredictSummary", "expand_inputs", "predict_paths"]
 
@@ -315,17 +315,13 @@ def _write_case(
 def _write_overlay(
     path: Path, image: np.ndarray, masks: dict[str, np.ndarray], flags: Sequence[Flag] = ()
 ) -> None:
-    import cv2
+    import cv2  # lazy: start-up time
 
     rgb = overlay(image, masks)
     if flags:  # a red frame and the codes: this mask is not to be trusted
         side = max(2, min(rgb.shape[:2]) // 80)
-        rgb[:side], rgb[-side:], rgb[:, :side], rgb[:, -side:] = (
-            (255, 0, 0),
-            (255, 0, 0),
-            (255, 0, 0),
-            (255, 0, 0),
-        )
+        height, width = rgb.shape[:2]
+        cv2.rectangle(rgb, (0, 0), (width - 1, height - 1), (255, 0, 0), 2 * side)
         scale = max(0.4, min(rgb.shape[:2]) / 800)
         text = "FLAGGED: " + ", ".join(dict.fromkeys(flag.code for flag in flags))
         cv2.putText(rgb, text, (2 * side, 2 * side + int(22 * scale)), cv2.FONT_HERSHEY_SIMPLEX,
@@ -337,10 +333,8 @@ def _write_overlay(
 
 def dicom_flags(path: Path) -> list[Flag]:
     """Flags of a DICOM file's Modality and BodyPartExamined (none for other files)."""
-    from cxrseg.quality import header_flags
-
     try:
-        import pydicom
+        import pydicom  # lazy: start-up time
 
         header = pydicom.dcmread(path, stop_before_pixels=True)
     except Exception:  # not DICOM (pydicom raises several types); nothing to check
