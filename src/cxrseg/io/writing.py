@@ -140,7 +140,7 @@ def check_output_file(path: str | Path) -> Path:
                 raise InputError(
                     "cannot create the output folder: a file with that name is in the way",
                     path=parent,
-                    hint="choose another output path or move that file",
+                    hint="choose another output folder (--out) or move that file",
                 )
             break
     return path
