@@ -736,7 +736,7 @@ def _tiny_yaml(folder: Path, epochs: int) -> Path:
 
 
 def _wait_for(condition: Callable[[], bool], process: subprocess.Popen[str], what: str) -> None:
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + 300  # generous: CI machines can be very busy
     while not condition():
         if process.poll() is not None:
             pytest.fail(f"the command ended before {what}: {process.communicate()}")
@@ -746,11 +746,27 @@ def _wait_for(condition: Callable[[], bool], process: subprocess.Popen[str], wha
         time.sleep(0.01)
 
 
+_CHILDREN: list[subprocess.Popen[str]] = []
+
+
 def _popen(*args: object) -> subprocess.Popen[str]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
     command = [sys.executable, "-m", "cxrseg", *map(str, args)]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env)  # fmt: skip
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=env)  # fmt: skip
+    _CHILDREN.append(child)
+    return child
+
+
+@pytest.fixture(autouse=True)
+def _no_child_left() -> Iterator[None]:
+    """Kill the commands a failed test left running (each by its own pid)."""
+    yield
+    while _CHILDREN:
+        child = _CHILDREN.pop()
+        if child.poll() is None:
+            child.kill()
+            child.wait()
 
 
 def _weights(folder: Path) -> dict[str, np.ndarray]:
