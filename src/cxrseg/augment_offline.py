@@ -36,6 +36,7 @@ from cxrseg.data import discover, load_case
 from cxrseg.data.loading import RESIZE_MODES, resize_pair
 from cxrseg.errors import InputError
 from cxrseg.io import atomic_write, read_image_info, write_image, write_mask
+from cxrseg.io.folders import LOCK_NAME, folder_lock
 
 __all__ = [
     "RESIZE_MODES",
@@ -130,7 +131,7 @@ def _check_out(out: Path, dataset: Any, pipeline: Pipeline) -> None:
                 path=out,
                 hint="choose a new --out, or rerun with the same pipeline and --seed.",
             )
-    elif out.is_dir() and any(out.iterdir()):
+    elif out.is_dir() and any(p.name != LOCK_NAME for p in out.iterdir()):
         raise InputError(
             "the output folder is not empty and holds no earlier augment run (pipeline.yaml).",
             path=out,
@@ -174,41 +175,11 @@ def augment_dataset(
     size = check_integer("augment", "size", size, minimum=8)
     resize = check_choice("augment", "resize", resize, RESIZE_MODES)
     workers = check_integer("augment", "workers", workers, minimum=1)
-    pipeline = _seeded(pipeline, seed)
-    pipeline.check_size(size, size)
-    dataset = _dataset(dataset)
-    out = Path(out)
-    _check_out(out, dataset, pipeline)
-
-    settings = {"seed": pipeline.seed, "size": size, "resize": resize}
-    done = _resume(out, dataset, pipeline, n, settings)
-    todo = [k for k in range(n) if k not in done]
-    skipped = n - len(todo)
-    logger.info("augment: %d samples to write, %d already done, into %s", len(todo), skipped, out)
-    if progress is not None:
-        progress(skipped, n)
-
-    def make(k: int) -> dict[str, Any]:
-        return _make_sample(dataset, k, out, pipeline, size, resize)
-
-    manifest = out / MANIFEST
-    _write_samples(make, todo, manifest, workers, skipped, n, progress)
-    final = sorted(read_manifest(manifest), key=lambda r: int(r["index"]))
-    _write_manifest(manifest, final)
-    return AugmentSummary(out, n, len(todo), skipped, manifest)
-
-
-def _seeded(pipeline: Pipeline, seed: int | None) -> Pipeline:
-    """The pipeline, its seed replaced by ``seed`` when given."""
     if not isinstance(pipeline, Pipeline):
         raise TypeError(f"pipeline must be a Pipeline, not {type(pipeline).__name__}.")
-    if seed is None:
-        return pipeline
-    return Pipeline.from_dict({**pipeline.to_dict(), "seed": seed})
-
-
-def _dataset(dataset: Any) -> Any:
-    """A discovered dataset with at least one case (a folder is discovered first)."""
+    if seed is not None:
+        pipeline = Pipeline.from_dict({**pipeline.to_dict(), "seed": seed})
+    pipeline.check_size(size, size)
     if not hasattr(dataset, "cases"):
         dataset = discover(dataset)
     if not dataset.cases:
@@ -217,21 +188,28 @@ def _dataset(dataset: Any) -> Any:
             path=dataset.root,
             hint="check the folder layout with `cxrseg inspect`.",
         )
-    return dataset
+    out = Path(out)
+    _check_out(out, dataset, pipeline)
+    with folder_lock(out, "augment"):  # one command at a time writes into a folder
+        return _write_samples(dataset, out, n, pipeline, size, resize, workers, progress)
 
 
-def _resume(
-    out: Path, dataset: Any, pipeline: Pipeline, n: int, settings: dict[str, Any]
-) -> dict[int, dict[str, Any]]:
-    """Finished samples of an earlier run (index -> record), after tidying the folder.
-
-    Refuses a folder whose samples were made with other settings or from other cases; drops
-    half-written manifest lines and samples whose files are gone; removes temporaries; writes
-    ``pipeline.yaml`` on the first run.
-    """
+def _write_samples(
+    dataset: Any,
+    out: Path,
+    n: int,
+    pipeline: Pipeline,
+    size: int,
+    resize: str,
+    workers: int,
+    progress: Callable[[int, int], None] | None,
+) -> AugmentSummary:
+    """The samples of :func:`augment_dataset` not yet in ``out``, then the final manifest."""
     structures = list(dataset.structures)
+
     manifest = out / MANIFEST
     records = read_manifest(manifest)
+    settings = {"seed": pipeline.seed, "size": size, "resize": resize}
     cases = dataset.cases
     for record in records:
         k = int(record["index"])
@@ -250,24 +228,22 @@ def _resume(
         for r in records
         if all(p.exists() for p in _sample_files(out, r["id"], structures))
     }
-    if manifest.exists():
-        _write_manifest(manifest, sorted(done.values(), key=lambda r: int(r["index"])))
+    kept = sorted(done.values(), key=lambda r: int(r["index"]))
+    if manifest.exists():  # drops half-written lines and samples whose files are gone
+        _write_manifest(manifest, kept)
     _remove_temporaries(out, structures)
     if not (out / PIPELINE_FILE).exists():
         pipeline.save_yaml(out / PIPELINE_FILE)
-    return done
 
+    todo = [k for k in range(n) if k not in done]
+    skipped = n - len(todo)
+    logger.info("augment: %d samples to write, %d already done, into %s", len(todo), skipped, out)
+    if progress is not None:
+        progress(skipped, n)
 
-def _write_samples(
-    make: Callable[[int], dict[str, Any]],
-    todo: list[int],
-    manifest: Path,
-    workers: int,
-    skipped: int,
-    n: int,
-    progress: Callable[[int, int], None] | None,
-) -> None:
-    """Make the samples ``todo`` on ``workers`` threads, appending (fsynced) each record."""
+    def make(k: int) -> dict[str, Any]:
+        return _make_sample(dataset, k, out, pipeline, size, resize)
+
     with open(manifest, "a", encoding="utf-8") as log:
 
         def finish(record: dict[str, Any], count: int) -> None:
@@ -280,16 +256,19 @@ def _write_samples(
         if workers == 1:
             for count, k in enumerate(todo, 1):
                 finish(make(k), count)
-            return
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(make, k) for k in todo]
-            try:
-                for count, future in enumerate(as_completed(futures), 1):
-                    finish(future.result(), count)
-            except BaseException:
-                for future in futures:
-                    future.cancel()
-                raise
+        else:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                futures = [pool.submit(make, k) for k in todo]
+                try:
+                    for count, future in enumerate(as_completed(futures), 1):
+                        finish(future.result(), count)
+                except BaseException:
+                    for future in futures:
+                        future.cancel()
+                    raise
+    final = sorted(read_manifest(manifest), key=lambda r: int(r["index"]))
+    _write_manifest(manifest, final)
+    return AugmentSummary(out, n, len(todo), skipped, manifest)
 
 
 def _load_resized(

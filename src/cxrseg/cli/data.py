@@ -43,7 +43,7 @@ def phantom_command(
                 out, n, size=shape, seed=seed, progress=progress, overwrite=overwrite
             )
     except ValueError as exc:  # InputError included
-        raise fail(escape(str(exc))) from exc
+        raise fail(str(exc)) from exc
     console.print(f"Wrote {len(ids)} phantoms of {shape[0]}x{shape[1]} px to {escape(str(out))}")
     console.print(f"Next: cxrseg inspect {escape(str(out))}")
 
@@ -131,17 +131,21 @@ def inspect_command(
             mask_suffixes=tuple(mask_suffix) if mask_suffix else DEFAULT_MASK_SUFFIXES,
         )
     except ValueError as exc:  # InputError included
-        raise fail(escape(str(exc))) from exc
+        raise fail(str(exc)) from exc
     outputs = [Path(json_out)] if json_out not in (None, "-") else []
     outputs += [sheet] if sheet is not None else []
     for target in outputs:
         if dataset.contains(target):
             raise fail(
-                f"{escape(str(target))} is inside the dataset's folders; inspect never writes "
+                f"{target} is inside the dataset's folders; inspect never writes "
                 "there. Choose a path outside it."
             )
     if sheet is not None and sheet.suffix.lower() != ".png":
-        raise fail(f"--sheet {escape(str(sheet))} must end in .png.")
+        raise fail(f"--sheet {sheet} must end in .png.")
+    from cxrseg.io import check_output_file  # lazy: start-up time
+
+    for target in outputs:  # before the checks, which may take minutes
+        check_output_file(target)
 
     with progress_bar("inspect", enabled=len(dataset.cases) >= 50) as progress:
         report = validate(dataset, progress=progress, workers=workers)
@@ -158,7 +162,6 @@ def inspect_command(
             from cxrseg.io import atomic_write
 
             target = Path(json_out)
-            target.parent.mkdir(parents=True, exist_ok=True)
             with atomic_write(target) as tmp:
                 tmp.write_text(text, encoding="utf-8")
             out.print(f"Wrote {escape(str(target))}")
