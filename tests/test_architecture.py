@@ -68,7 +68,6 @@ LAZY_MARKER = "# lazy: start-up time"
 KNOWN: frozenset[str] = frozenset()
 KNOWN_UNMARKED: frozenset[str] = frozenset(
     {
-        "cxrseg.demo",
         "cxrseg.training.run",
     }
 )
