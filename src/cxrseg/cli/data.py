@@ -43,7 +43,7 @@ def phantom_command(
                 out, n, size=shape, seed=seed, progress=progress, overwrite=overwrite
             )
     except ValueError as exc:  # InputError included
-        raise fail(escape(str(exc))) from exc
+        raise fail(str(exc)) from exc
     console.print(f"Wrote {len(ids)} phantoms of {shape[0]}x{shape[1]} px to {escape(str(out))}")
     console.print(f"Next: cxrseg inspect {escape(str(out))}")
 
@@ -144,8 +144,6 @@ def _discover(
 ) -> Any:
     """The dataset the options describe, or exit 2 with the reason."""
     # lazy: start-up time
-    from rich.markup import escape
-
     from cxrseg.data import DEFAULT_MASK_SUFFIXES, discover
 
     try:
@@ -158,24 +156,27 @@ def _discover(
             mask_suffixes=tuple(mask_suffix) if mask_suffix else DEFAULT_MASK_SUFFIXES,
         )
     except ValueError as exc:  # InputError included
-        raise fail(escape(str(exc))) from exc
+        raise fail(str(exc)) from exc
 
 
 def _check_outputs(dataset: Any, json_out: str | None, sheet: Path | None) -> None:
-    """Refuse outputs inside the dataset's folders and a contact sheet that is not a PNG."""
+    """Refuse outputs inside the dataset's folders, a contact sheet that is not a PNG and an
+    unwritable target, before the checks, which may take minutes."""
     # lazy: start-up time
-    from rich.markup import escape
+    from cxrseg.io import check_output_file
 
     outputs = [Path(json_out)] if json_out not in (None, "-") else []
     outputs += [sheet] if sheet is not None else []
     for target in outputs:
         if dataset.contains(target):
             raise fail(
-                f"{escape(str(target))} is inside the dataset's folders; inspect never writes "
+                f"{target} is inside the dataset's folders; inspect never writes "
                 "there. Choose a path outside it."
             )
     if sheet is not None and sheet.suffix.lower() != ".png":
-        raise fail(f"--sheet {escape(str(sheet))} must end in .png.")
+        raise fail(f"--sheet {sheet} must end in .png.")
+    for target in outputs:
+        check_output_file(target)
 
 
 def _write_json(report: Any, json_out: str, out: Any) -> None:
@@ -192,7 +193,6 @@ def _write_json(report: Any, json_out: str, out: Any) -> None:
         typer.echo(text, nl=False)
         return
     target = Path(json_out)
-    target.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(target) as tmp:
         tmp.write_text(text, encoding="utf-8")
     out.print(f"Wrote {escape(str(target))}")

@@ -29,7 +29,13 @@ from cxrseg.data.discovery import discover, parse_labels, read_labels
 from cxrseg.data.folds import read_fold_file
 from cxrseg.data.layouts import LAYOUTS
 from cxrseg.data.loading import RESIZE_MODES, check_mask_values, load_case, resize_pair
-from cxrseg.data.splits import SPLITS_FILE, Splits, load_or_create_splits, make_splits
+from cxrseg.data.splits import (
+    SPLITS_FILE,
+    Splits,
+    adopt_splits,
+    load_or_create_splits,
+    make_splits,
+)
 from cxrseg.data.validation import CaseStats, ValidationReport, validate
 
 __all__ = [
@@ -48,6 +54,7 @@ __all__ = [
     "check_mask_values",
     "discover",
     "load_case",
+    "adopt_splits",
     "load_or_create_splits",
     "make_splits",
     "natural_key",

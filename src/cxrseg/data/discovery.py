@@ -48,6 +48,7 @@ from cxrseg.data.layouts import (
     visible_files,
 )
 from cxrseg.errors import InputError
+from cxrseg.io import check_name
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ def parse_labels(raw: Mapping[str, object], path: Path | None = None) -> dict[st
                 hint=_LABELS_HINT,
             )
         if number > 0:
-            labels[structure_name(str(name))] = number
+            labels[check_name(structure_name(str(name)), "label", path)] = number
     if len(set(labels.values())) != len(labels):
         raise InputError(f"two labels share one value in {labels}", path=path, hint=_LABELS_HINT)
     if not labels:

@@ -37,6 +37,7 @@ __all__ = [
     "EvalResult",
     "StepSettings",
     "TrainingStopped",
+    "with_what_was_kept",
     "build_optimizer",
     "build_scheduler",
     "evaluate",
@@ -230,7 +231,7 @@ def _step_stats(
     if stats[2] > 0:
         raise TrainingStopped(
             f"the training loss became {value} at epoch {options.epoch}, step {step}; "
-            "training stopped and the last good checkpoint was kept. Fix: lower the "
+            "training stopped. Fix: lower the "
             f"learning rate (e.g. --lr {optimizer.param_groups[0]['lr'] / 3:.2g}), or "
             "check the images for NaN values."
         )
@@ -342,3 +343,14 @@ def evaluate(
         references=np.concatenate(refs) if refs else None,
         indices=indices,
     )
+
+
+def with_what_was_kept(message: str, saved_epoch: int) -> str:
+    """``message`` with what the run folder still holds said truthfully, before its fix."""
+    reason, _, fix = message.partition(" Fix: ")
+    kept = (
+        f" The checkpoints of epoch {saved_epoch} (best/, last/) are kept."
+        if saved_epoch > 0
+        else " No checkpoint was written: it stopped before the first epoch ended."
+    )
+    return reason.rstrip(".") + "." + kept + (f" Fix: {fix}" if fix else "")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,9 +19,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from cxrseg.data import discover, load_or_create_splits
+from cxrseg.data import adopt_splits, discover, load_or_create_splits
 from cxrseg.errors import InputError
-from cxrseg.io import atomic_write
+from cxrseg.io import write_error
 from cxrseg.losses import SegmentationLoss
 from cxrseg.models import count_parameters, create_model
 from cxrseg.training import defaults
@@ -78,11 +77,7 @@ def _split(
     """Train/val/test cases from the run's ``splits.json`` (made once, by rank 0)."""
     path = out / "splits.json"
     if given is not None and dist.is_main and not path.exists():
-        given = Path(given)
-        if not given.is_file():
-            raise InputError("splits file not found.", path=given, hint="check --splits.")
-        with atomic_write(path) as tmp:
-            shutil.copyfile(given, tmp)
+        adopt_splits(given, path, dataset.case_ids)  # errors name the user's file
     for turn in (0, 1):  # rank 0 writes the file first, the others then read it
         if (turn == 0) == dist.is_main:
             try:
@@ -95,7 +90,7 @@ def _split(
                 raise InputError(
                     f"cannot split {len(dataset.cases)} cases: {exc}",
                     path=dataset.root,
-                    hint="add cases, or lower val_fraction/test_fraction in the config.",
+                    hint="add cases, or lower val_fraction/test_fraction in the --config file.",
                 ) from exc
         barrier(dist)
     by_id = {case.case_id: case for case in dataset.cases}
@@ -105,7 +100,7 @@ def _split(
             f"too few cases to train: {len(parts[0])} for training and {len(parts[1])} for "
             f"validation (of {len(dataset.cases)}; at least 2 and 1 are needed).",
             path=dataset.root,
-            hint="add cases, or change --val-fraction/test_fraction in the config.",
+            hint="add cases, or lower val_fraction/test_fraction in the --config file.",
         )
     return parts[0], parts[1], parts[2]
 
@@ -355,5 +350,8 @@ class RunLog:
         if self.path is None:
             return
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(f"{stamp} {line}\n")
+        try:
+            with open(self.path, "a", encoding="utf-8") as handle:
+                handle.write(f"{stamp} {line}\n")
+        except OSError as exc:  # a full disk says so like every other write
+            raise write_error(exc, self.path.parent) from exc
