@@ -69,7 +69,6 @@ LAZY_MARKER = "# lazy: start-up time"
 KNOWN: frozenset[str] = frozenset()
 KNOWN_UNMARKED: frozenset[str] = frozenset(
     {
-        "cxrseg.demo",
         "cxrseg.training.run",
     }
 )
