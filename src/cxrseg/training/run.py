@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader
 
 from cxrseg.errors import InputError
 from cxrseg.io import folder_lock
+from cxrseg.postprocess import choose_postprocessing
 from cxrseg.training import defaults
 from cxrseg.training.checkpoint import load_checkpoint
 from cxrseg.training.config import TrainConfig
@@ -279,8 +280,6 @@ def _choose_postprocessing(
     out: Path, val: CachedCases, loss_fn: nn.Module, settings: StepSettings, emit: EventCallback
 ) -> dict[str, Any] | None:
     """Pick post-processing with the best model on the validation set; store it in ``best/``."""
-    from cxrseg.postprocess import choose_postprocessing
-
     if not (out / "best" / "model.json").is_file():
         return None
     model, meta = load_checkpoint(out / "best", map_location=settings.device)

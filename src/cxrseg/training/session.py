@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from cxrseg.catalogue import resolve
 from cxrseg.data import adopt_splits, discover, load_or_create_splits
 from cxrseg.errors import InputError
 from cxrseg.io import write_error
@@ -255,8 +256,6 @@ def _build_model(
     num_classes = len(structures) + (1 if mode == "softmax" else 0)
     core = create_model(config.model, in_channels=1, num_classes=num_classes, **config.model_kwargs)
     if init is not None and not resume:
-        from cxrseg.catalogue import resolve  # lazy: start-up time
-
         load_init(core, resolve(init), structures, mode)
     core.to(device)
     if config.channels_last:
