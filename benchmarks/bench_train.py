@@ -48,8 +48,13 @@ from cxrseg.training.dataset import (
     SegmentationDataset,
     device_augment,
 )
-from cxrseg.training.distributed import DistInfo
-from cxrseg.training.loop import StepSettings, build_optimizer, build_scheduler, train_one_epoch
+from cxrseg.training.loop import (
+    EpochOptions,
+    StepSettings,
+    build_optimizer,
+    build_scheduler,
+    train_one_epoch,
+)
 from cxrseg.training.precision import autocast_dtype, precision_name
 
 NAMES = ["left_lung", "right_lung", "heart"]
@@ -123,7 +128,7 @@ def cxrseg_loop(args: argparse.Namespace, cases: CachedCases, device: torch.devi
         sampler.set_epoch(epoch)
         augment = device_augment(pipeline, NAMES, epoch) if augment_on == "device" else None
         stats = train_one_epoch(model, loader, optimizer, scheduler, loss_fn, settings,
-                                epoch=epoch + 1, dist=DistInfo(), augment=augment)  # fmt: skip
+                                EpochOptions(epoch + 1, augment=augment))  # fmt: skip
         results.append((stats.images / stats.seconds, stats.data_seconds / stats.seconds))
     best = max(results[1:])
     return {"images_s": best[0], "wait": best[1]}

@@ -1,33 +1,41 @@
 """Train, test and install the lung model shipped in cxrseg (``cxrseg predict --model lungs``).
 
-This is the exact recipe of the shipped weights, kept so anyone can rebuild and check them.
+This is the exact recipe of the shipped weights (version 2), kept so anyone can rebuild and
+check them.
 
 1. ``OUT/data`` links the Montgomery and Shenzhen images and masks of ``--data`` into one
    dataset (case ids do not collide: ``MCUCXR_*`` and ``CHNCXR_*``) with a ``dataset.json`` that
    names the 0/255 masks ``lungs``. Nothing is copied and the shared folder is never written.
 2. ``OUT/splits.json``: each set is split on its own with the seed, exactly as
    ``benchmarks/real_data.py`` does (20 % test, 15 % validation), and the parts are joined, so
-   the model is tested on the same held-out cases as the benchmark's models.
-3. The ``cxrseg train`` command printed on the console trains the model (the default recipe at
-   256 px, 30 epochs unless ``--epochs`` says otherwise).
+   the model is tested on the same held-out cases as the benchmark's models and version 1.
+3. ``OUT/train.yaml`` + the ``cxrseg train`` command printed on the console train the model:
+   the default recipe (the learning rate held until the smoothed validation Dice stops
+   improving, then annealed; ``--time-budget`` fits it to the wall clock) at 256 px, with the
+   default augmentation widened for lungs (:data:`AUGMENTATION`: stronger contrast and gamma,
+   bright opacities over the lungs so dense infiltrates stay lung, dark gas patches so a gastric
+   bubble is not lung). ``--init`` starts from another model's weights (version 2 started from
+   version 1, see the model card).
 4. ``OUT/model`` is the best checkpoint with its post-processing settled on validation
-   evidence only: the anatomical steps for two lungs (keep the two largest components, fill
-   holes) are switched on where the run's validation report shows they did not lower Dice,
-   even when they raised it by less than the 1e-4 that ``cxrseg train`` asks of a step before
-   it keeps it (they remove islands such as a gastric bubble taken for lung).
+   evidence only (the anatomical steps for two lungs, keep the two largest components and fill
+   holes, are switched on where the run's validation report shows they did not lower Dice).
 5. The plausible ranges of the quality flags are learned from the training cases and stored in
    ``OUT/model/model.json`` (:func:`cxrseg.training.add_quality_ranges`).
 6. That model predicts every held-out test case once; ``cxrseg.evaluation.evaluate`` scores
-   each set's cases and both together at 512 x 512, and the table is printed and saved in
-   ``OUT/results.json``.
-7. ``--install`` copies the model into ``src/cxrseg/pretrained/lungs/`` with the measured
-   figures in ``results.json`` next to it (the model card, ``MODEL_CARD.md``, quotes them).
+   each set's cases and both together at 512 x 512. ``OUT/results.json`` holds the figures
+   (mean, std, median, 5th percentile Dice, Jaccard, HD95) beside those of the model installed
+   when the run started (``OUT/previous_results.json``), and ``OUT/MODEL_CARD.md`` is written
+   from them (``scripts/lung_model_card.py``).
+7. ``--install`` copies ``model.safetensors``, ``model.json``, ``results.json`` and
+   ``MODEL_CARD.md`` into ``src/cxrseg/pretrained/lungs/`` (the weights' LICENSE.md stays).
 
-Run (about 45-60 minutes on 2 CPU cores)::
+Run (the time budget covers the training; prediction and scoring take about 2 more minutes)::
 
-    .venv/bin/python scripts/train_lung_model.py --out runs/lungs-model --install
+    .venv/bin/python scripts/train_lung_model.py --out runs/lungs-model --threads 1 \\
+        --time-budget 1h --install
 
-An interrupted run goes on from its last epoch when the same command is given again.
+An interrupted run goes on from its last epoch when the same command is given again (the
+budget counts the time already spent); a finished run is not trained again.
 """
 
 from __future__ import annotations
@@ -43,6 +51,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
 INSTALL_DIR = ROOT / "src" / "cxrseg" / "pretrained" / "lungs"
@@ -50,6 +60,29 @@ SETS = ("montgomery", "shenzhen")
 TEST_FRACTION = 0.2
 VAL_FRACTION = 0.15
 LABELS = {"labels": {"background": 0, "lungs": 255}}
+INSTALLED = ("model.safetensors", "model.json", "results.json", "MODEL_CARD.md")
+
+#: The default augmentation with intensity widened for lungs, and opacities and gas patches.
+AUGMENTATION: dict[str, Any] = {
+    "operations": [
+        {"op": "random_distortion", "probability": 0.5, "grid_width": 4, "grid_height": 4,
+         "magnitude": 4},
+        {"op": "gaussian_distortion", "probability": 0.5, "grid_width": 4, "grid_height": 4,
+         "magnitude": 3.0, "corner": "bell", "method": "in"},
+        {"op": "rotate", "probability": 0.5, "max_left_rotation": 7.0,
+         "max_right_rotation": 7.0, "crop": False},
+        {"op": "zoom", "probability": 0.5, "min_factor": 0.9, "max_factor": 1.1},
+        {"op": "opacity", "probability": 0.35, "min_level": 0.6, "max_level": 0.95,
+         "max_amount": 0.9, "min_radius": 0.05, "max_radius": 0.2, "max_count": 3},
+        {"op": "opacity", "probability": 0.2, "min_level": 0.0, "max_level": 0.15,
+         "max_amount": 0.8, "min_radius": 0.03, "max_radius": 0.08, "max_count": 2},
+        {"op": "brightness", "probability": 0.5, "min_factor": 0.8, "max_factor": 1.2},
+        {"op": "contrast", "probability": 0.5, "min_factor": 0.65, "max_factor": 1.4},
+        {"op": "gamma", "probability": 0.5, "min_gamma": 0.65, "max_gamma": 1.6},
+        {"op": "blur", "probability": 0.15, "min_sigma": 0.5, "max_sigma": 1.5},
+        {"op": "gaussian_noise", "probability": 0.15, "min_std": 0.0, "max_std": 0.03},
+    ]
+}  # fmt: skip
 
 
 def parse() -> argparse.Namespace:
@@ -59,8 +92,10 @@ def parse() -> argparse.Namespace:
     )
     parser.add_argument("--out", type=Path, default=Path("runs/lungs-model"))
     parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--time-budget", default=None, help="training wall clock: 1h, 50m, ...")
+    parser.add_argument("--epochs", type=int, default=None, help="cap (default: the recipe's)")
     parser.add_argument("--base-channels", type=int, default=None, help="U-Net width (default 12)")
+    parser.add_argument("--init", default=None, help="start from this checkpoint folder")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--install", action="store_true", help="copy the model into the package")
@@ -74,6 +109,7 @@ def main() -> int:
         print(f"{args.data}: no {', '.join(missing)} folder; point --data at them", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
+    previous = keep_previous(args)
     data = link_data(args)
     splits = set_splits(args)
     run = args.out / "run"
@@ -81,17 +117,20 @@ def main() -> int:
     model = settle_model(args, run)
     quality_ranges(data, splits, model)
     rows = test_sets(args, data, model, splits)
-    results = {
-        "command": "python scripts/train_lung_model.py " + " ".join(sys.argv[1:]),
-        "train_minutes": round(training_minutes(run), 1),
-        "postprocessing": json.loads((model / "model.json").read_text("utf-8"))["postprocessing"],
-        "rows": rows,
-    }
-    (args.out / "results.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
-    print_table(rows)
+    results = describe(args, run, model, rows, previous)
+    write_outputs(args, model, results)
+    print_table(rows, previous)
     if args.install:
-        install(model, results)
+        install(args.out / "model")
     return 0
+
+
+def keep_previous(args: argparse.Namespace) -> dict[str, Any]:
+    """OUT/previous_results.json: the installed model's figures, saved once at the first run."""
+    saved = args.out / "previous_results.json"
+    if not saved.is_file():
+        shutil.copyfile(INSTALL_DIR / "results.json", saved)
+    return json.loads(saved.read_text(encoding="utf-8"))
 
 
 def link_data(args: argparse.Namespace) -> Path:
@@ -140,25 +179,36 @@ def train(args: argparse.Namespace, data: Path, splits: Path, run: Path) -> None
     log = run / "train.log"
     lines = log.read_text(encoding="utf-8").split("\n") if log.is_file() else []
     last = next((line for line in reversed(lines) if line.strip()), "")
-    if " end: " in last:  # a finished run's log ends "end: completed ..." (or early_stopping)
+    if " end: " in last:  # a finished run's log ends "end: <why> at epoch ..."
         print(f"{run}: finished earlier ({last.split(' end: ')[1]})", file=sys.stderr)
         return
-    command = [
-        "cxrseg", "train", str(data), "--out", str(run), "--size", str(args.size),
-        "--epochs", str(args.epochs), "--seed", str(args.seed), "--splits", str(splits),
-    ]  # fmt: skip
+    command = ["cxrseg", "train", str(data), "--out", str(run), "--splits", str(splits)]
     if (run / "last" / "resume.json").is_file():
         command.append("--resume")
-    elif args.base_channels:
-        config = args.out / "train.yaml"
-        config.write_text(f"model_kwargs:\n  base_channels: {args.base_channels}\n", "utf-8")
-        command += ["--config", str(config)]
+    else:
+        command += ["--config", str(write_config(args))]
+        if args.init:
+            command += ["--init", str(args.init)]
     print("$ " + " ".join(command), file=sys.stderr, flush=True)
     env = dict(os.environ)
     if args.threads:
         env["OMP_NUM_THREADS"] = str(args.threads)
     executable = Path(sys.executable).with_name("cxrseg")
     subprocess.run([str(executable), *command[1:]], check=True, env=env)
+
+
+def write_config(args: argparse.Namespace) -> Path:
+    """OUT/train.yaml: the recipe's options that differ from ``cxrseg train``'s defaults."""
+    options: dict[str, Any] = {"size": args.size, "seed": args.seed, "augmentation": AUGMENTATION}
+    if args.time_budget:
+        options["time_budget"] = args.time_budget
+    if args.epochs:
+        options["epochs"] = args.epochs
+    if args.base_channels:
+        options["model_kwargs"] = {"base_channels": args.base_channels}
+    path = args.out / "train.yaml"
+    path.write_text(yaml.safe_dump(options, sort_keys=False), encoding="utf-8")
+    return path
 
 
 #: The anatomical post-processing steps for a structure holding both lungs.
@@ -174,9 +224,10 @@ def settle_model(args: argparse.Namespace, run: Path) -> Path:
     report = meta["postprocessing_report"]["structures"]["lungs"]
     config = dict(meta["postprocessing"]["lungs"])
     for step in report["steps"]:
-        name = step["step"]
-        if name in ANATOMICAL and step["dice_after"] >= step["dice_before"] and not step["worse"]:
-            config[name] = ANATOMICAL[name]
+        name, value = step["step"], step["value"]
+        anatomical = ANATOMICAL.get(name) == value
+        if anatomical and step["dice_after"] >= step["dice_before"] and not step["worse"]:
+            config[name] = value
     meta["postprocessing"] = {"lungs": config}
     meta["postprocessing_note"] = (
         "scripts/train_lung_model.py: anatomical steps (keep 2 components, fill holes) kept "
@@ -214,12 +265,15 @@ def test_sets(
     dataset = discover(data)
     cases = [case for case in dataset.cases if case.case_id in held_out["all"]]
     predictions = args.out / "predictions"
+    if predictions.exists():  # a model from an earlier try: predict again
+        shutil.rmtree(predictions)
     predict_paths(Predictor.from_checkpoint(model), [case.image for case in cases], predictions)
     rows = []
     for name, ids in held_out.items():
         reference = replace(dataset, cases=[case for case in cases if case.case_id in ids])
-        result = evaluate(predictions, reference, args.out / f"evaluation-{name}",
-                          allow_missing=True)  # fmt: skip
+        target = args.out / f"evaluation-{name}"
+        shutil.rmtree(target, ignore_errors=True)
+        result = evaluate(predictions, reference, target, allow_missing=True)
         summary = result.summary["lungs"]
         rows.append(
             {
@@ -231,34 +285,74 @@ def test_sets(
                 "dice_p5": summary["dice"]["p05"],
                 "jaccard_mean": summary["jaccard"]["mean"],
                 "hd95_px_median": summary["hd95"]["median"],
+                "hd95_px_mean": summary["hd95"]["mean"],
             }
         )
     return rows
 
 
-def training_minutes(run: Path) -> float:
-    """The epochs' wall time, from the run's metrics.csv (resumed runs included)."""
+def describe(
+    args: argparse.Namespace,
+    run: Path,
+    model: Path,
+    rows: list[dict[str, Any]],
+    previous: dict[str, Any],
+) -> dict[str, Any]:
+    """The content of results.json: command, how training went, figures, the old figures."""
+    meta = json.loads((model / "model.json").read_text(encoding="utf-8"))
+    lines = (run / "train.log").read_text(encoding="utf-8").strip().splitlines()
+    history = read_history(run)
+    return {
+        "version": 2,
+        "command": "python scripts/train_lung_model.py " + " ".join(sys.argv[1:]),
+        "init": Path(args.init).name if args.init else None,
+        "train_minutes": round(sum(r["epoch_s"] for r in history) / 60, 1),
+        "epochs": len(history),
+        "best_epoch": meta["epoch"],
+        "val_dice": meta["metrics"]["val_dice_mean"],
+        "stopped": lines[-1].split(" end: ", 1)[-1] if lines else "",
+        "config": meta["config"],
+        "postprocessing": meta["postprocessing"],
+        "weights_mb": round((model / "model.safetensors").stat().st_size / 2**20, 1),
+        "rows": rows,
+        "previous": {"command": previous.get("command"), "rows": previous.get("rows", [])},
+    }
+
+
+def read_history(run: Path) -> list[dict[str, float]]:
+    """The run's metrics.csv as floats (resumed runs included)."""
     with (run / "metrics.csv").open(encoding="utf-8") as file:
-        return sum(float(row["epoch_s"]) for row in csv.DictReader(file)) / 60
+        return [{k: float(v) for k, v in row.items() if v} for row in csv.DictReader(file)]
 
 
-def print_table(rows: list[dict[str, Any]]) -> None:
-    print("| held-out test | n | Dice mean ± std | median | 5th pct | Jaccard | HD95 px (median) |")
+def write_outputs(args: argparse.Namespace, model: Path, results: dict[str, Any]) -> None:
+    """OUT/model/results.json and OUT/model/MODEL_CARD.md (also OUT/results.json)."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from lung_model_card import model_card
+
+    text = json.dumps(results, indent=1) + "\n"
+    for path in (model / "results.json", args.out / "results.json"):
+        path.write_text(text, encoding="utf-8")
+    (model / "MODEL_CARD.md").write_text(model_card(results), encoding="utf-8")
+
+
+def print_table(rows: list[dict[str, Any]], previous: dict[str, Any]) -> None:
+    old = {r["test"]: r["dice_mean"] for r in previous.get("rows", [])}
+    print("| held-out test | n | Dice mean ± std | median | 5th pct | HD95 px (median) | old |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(
             f"| {r['test']} | {r['n_test']} | {r['dice_mean']:.4f} ± {r['dice_std']:.4f} | "
-            f"{r['dice_median']:.4f} | {r['dice_p5']:.4f} | {r['jaccard_mean']:.4f} | "
-            f"{r['hd95_px_median']:.1f} |"
+            f"{r['dice_median']:.4f} | {r['dice_p5']:.4f} | {r['hd95_px_median']:.1f} | "
+            f"{old.get(r['test'], float('nan')):.4f} |"
         )
 
 
-def install(model: Path, results: dict[str, Any]) -> None:
-    """Copy the model and the figures into src/cxrseg/pretrained/lungs/."""
+def install(model: Path) -> None:
+    """Copy the model, its figures and its card into src/cxrseg/pretrained/lungs/."""
     INSTALL_DIR.mkdir(parents=True, exist_ok=True)
-    for name in ("model.safetensors", "model.json"):
+    for name in INSTALLED:
         shutil.copyfile(model / name, INSTALL_DIR / name)
-    (INSTALL_DIR / "results.json").write_text(json.dumps(results, indent=1) + "\n", "utf-8")
     print(f"installed in {INSTALL_DIR}", file=sys.stderr)
 
 

@@ -290,6 +290,7 @@ def _every_op() -> Pipeline:
         .gaussian_noise(0.5, 0.01, 0.02)
         .blur(0.5, 0.3, 0.9)
         .local_contrast(0.5, -0.5, 0.5, 4.0)
+        .opacity(0.5, 0.0, 0.2, 0.9, 0.05, 0.1, 2)
     )
 
 

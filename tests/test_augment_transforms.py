@@ -187,6 +187,7 @@ INTENSITY = [
     (T.GaussianNoise(1.0), {"applied": True, "std": 0.05, "seed": 7}),
     (T.Blur(1.0), {"applied": True, "sigma": 1.3}),
     (T.LocalContrast(1.0, sigma=3.0), {"applied": True, "amount": 0.8}),
+    (T.Opacity(1.0), {"applied": True, "patches": [[0.4, 0.5, 0.2, 0.1, 0.7, 0.9]]}),
 ]
 
 
@@ -232,3 +233,23 @@ def test_noise_is_the_same_field_for_the_same_seed() -> None:
     b = T.GaussianNoise.noise({"std": 0.1, "seed": 5}, 1, 8, 8)
     c = T.GaussianNoise.noise({"std": 0.1, "seed": 6}, 1, 8, 8)
     assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+def test_opacity_pulls_its_patch_towards_the_level_and_leaves_far_pixels() -> None:
+    image = np.full((40, 40), 0.2, np.float32)
+    bright = {"applied": True, "patches": [[0.25, 0.5, 0.08, 0.08, 0.8, 0.9]]}
+    out = T.Opacity(1.0).apply(image, bright)
+    assert out[20, 10] == pytest.approx(0.2 + 0.8 * 0.7, abs=0.02)  # the centre, 80 % of the way
+    assert out[20, 35] == pytest.approx(0.2, abs=1e-3)  # far away: untouched
+    gas = {"applied": True, "patches": [[0.5, 0.8, 0.1, 0.1, 1.0, 0.0]]}
+    assert T.Opacity(1.0).apply(np.full((40, 40), 0.6, np.float32), gas)[32, 20] < 0.05
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [({"min_level": 0.9, "max_level": 0.5}, "min_level"), ({"max_amount": 1.5}, "max_amount"),
+     ({"max_count": 0}, "max_count"), ({"min_radius": 0.0}, "min_radius")],
+)  # fmt: skip
+def test_opacity_refuses_bad_arguments_naming_them(args: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        T.Opacity(1.0, **args)

@@ -17,6 +17,7 @@ from cxrseg.training.dataset import CachedCases, SegmentationDataset
 from cxrseg.training.distributed import DistInfo
 from cxrseg.training.loop import (
     EarlyStopping,
+    EpochOptions,
     StepSettings,
     build_optimizer,
     build_scheduler,
@@ -110,8 +111,7 @@ def test_a_few_phantoms_overfit_to_dice_above_095() -> None:
     scheduler = build_scheduler(optimizer, config, steps_per_epoch=1)
     loss_fn = SegmentationLoss("softmax", "dice_ce")
     losses = [
-        train_one_epoch(model, loader, optimizer, scheduler, loss_fn, CPU, epoch=e,
-                        dist=DistInfo()).loss
+        train_one_epoch(model, loader, optimizer, scheduler, loss_fn, CPU, EpochOptions(e)).loss
         for e in range(1, 81)
     ]  # fmt: skip
     result = evaluate(model, loader, loss_fn, CPU, dist=DistInfo(), num_structures=3)

@@ -17,6 +17,7 @@ from cxrseg.training.config import TrainConfig
 from cxrseg.training.dataset import CachedCases, SegmentationDataset
 from cxrseg.training.distributed import DistInfo
 from cxrseg.training.loop import (
+    EpochOptions,
     StepSettings,
     build_optimizer,
     build_scheduler,
@@ -122,7 +123,7 @@ def _validation_dice(amp_dtype: torch.dtype | None, epochs: int = 20) -> float:
     train_loader = DataLoader(SegmentationDataset(_phantoms(range(12))), batch_size=4)
     for epoch in range(1, epochs + 1):
         train_one_epoch(model, train_loader, optimizer, scheduler, loss_fn, settings,
-                        epoch=epoch, dist=DistInfo())  # fmt: skip
+                        EpochOptions(epoch))  # fmt: skip
     val_loader = DataLoader(SegmentationDataset(_phantoms(range(100, 108))), batch_size=4)
     result = evaluate(model, val_loader, loss_fn, settings, dist=DistInfo(), num_structures=3)
     return result.mean_dice

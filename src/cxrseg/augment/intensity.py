@@ -1,4 +1,4 @@
-"""Transforms, intensity: brightness, contrast, gamma, Gaussian noise, blur, local contrast.
+"""Transforms, intensity: brightness, contrast, gamma, noise, blur, local contrast, opacity.
 
 They act on the image only, as float32 in [0, 1], and clip their result to [0, 1]. Each has a
 NumPy form (:meth:`apply`, one image (H, W) or (H, W, C)) and a torch form (:meth:`apply_torch`,
@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import cv2
 import numpy as np
 
-from cxrseg.augment.base import Params, RandomTransform, UniformRange, check_number
+from cxrseg.augment.base import (
+    Params,
+    RandomTransform,
+    UniformRange,
+    check_integer,
+    check_number,
+    check_range,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -29,6 +36,7 @@ __all__ = [
     "GaussianNoise",
     "IntensityTransform",
     "LocalContrast",
+    "Opacity",
     "gaussian_kernel",
 ]
 
@@ -243,3 +251,77 @@ class LocalContrast(UniformRange, IntensityTransform):
     def apply_one_torch(self, image: torch.Tensor, params: Params) -> torch.Tensor:
         detail = image - _blur_torch(image, self.sigma)
         return (image + float(params["amount"]) * detail).clamp(0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class Opacity(IntensityTransform):
+    """Soft patches that pull the image towards a grey ``level``: opacities and gas bubbles.
+
+    Each of 1 to ``max_count`` elliptic Gaussian patches (centre anywhere in the middle 70 % of
+    the image, radii ``min_radius`` to ``max_radius`` of the image side) blends the image
+    towards a level drawn in ``[min_level, max_level]`` by up to ``max_amount``:
+    ``out = image + sum(amount * patch * (level - image))``. A bright level over a lung draws a
+    dense infiltrate (the lung stays lung in the masks, which this transform never sees); a dark
+    level below the diaphragm draws a gas bubble that is not lung.
+    """
+
+    name: ClassVar[str] = "opacity"
+    min_level: float = 0.7
+    max_level: float = 0.95
+    max_amount: float = 0.8
+    min_radius: float = 0.05
+    max_radius: float = 0.2
+    max_count: int = 3
+
+    def validate(self) -> None:
+        check_range(self.name, "min_level", self.min_level, "max_level", self.max_level,
+                    minimum=0.0, maximum=1.0)  # fmt: skip
+        check_range(self.name, "min_radius", self.min_radius, "max_radius", self.max_radius,
+                    minimum=0.0, maximum=1.0, strict=True)  # fmt: skip
+        check_number(self.name, "max_amount", self.max_amount, minimum=0.0, maximum=1.0)
+        self.set_field("max_count", check_integer(self.name, "max_count", self.max_count,
+                                                  minimum=1))  # fmt: skip
+
+    def draw(self, rng: np.random.Generator, height: int, width: int) -> Params:
+        count = int(rng.integers(1, self.max_count + 1))
+        patches = [
+            [float(v) for v in (rng.uniform(0.15, 0.85), rng.uniform(0.15, 0.85),
+                                rng.uniform(self.min_radius, self.max_radius),
+                                rng.uniform(self.min_radius, self.max_radius),
+                                rng.uniform(0.0, self.max_amount),
+                                rng.uniform(self.min_level, self.max_level))]
+            for _ in range(count)
+        ]  # fmt: skip
+        return {"patches": patches}
+
+    @staticmethod
+    def fields(params: Params, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+        """Blend weight and target level per pixel, float32 (H, W), the same for both backends.
+
+        Overlapping patches add their weights (capped at 1) and average their levels.
+        """
+        y = (np.arange(height, dtype=np.float32) + 0.5)[:, None] / height
+        x = (np.arange(width, dtype=np.float32) + 0.5)[None, :] / width
+        weight = np.zeros((height, width), np.float32)
+        level = np.zeros((height, width), np.float32)
+        for cx, cy, rx, ry, amount, lvl in params["patches"]:
+            patch = amount * np.exp(-0.5 * (((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2))
+            weight += patch.astype(np.float32)
+            level += (patch * lvl).astype(np.float32)
+        level = level / np.maximum(weight, 1e-6)
+        return np.minimum(weight, 1.0), level
+
+    def apply(self, image: np.ndarray, params: Params) -> np.ndarray:
+        weight, level = self.fields(params, image.shape[0], image.shape[1])
+        if image.ndim == 3:
+            weight, level = weight[..., None], level[..., None]
+        return np.clip(image + weight * (level - image), 0.0, 1.0)
+
+    def apply_one_torch(self, image: torch.Tensor, params: Params) -> torch.Tensor:
+        import torch
+
+        weight, level = (
+            torch.from_numpy(f).to(image.device, image.dtype)
+            for f in self.fields(params, image.shape[2], image.shape[3])
+        )
+        return (image + weight * (level - image)).clamp(0.0, 1.0)

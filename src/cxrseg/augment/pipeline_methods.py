@@ -109,3 +109,17 @@ class PipelineMethods:
     ) -> Pipeline:
         """Local contrast enhancement; see :class:`~.intensity.LocalContrast`."""
         return self.add(T.LocalContrast(probability, min_amount, max_amount, sigma))
+
+    def opacity(
+        self,
+        probability: float,
+        min_level: float = 0.7,
+        max_level: float = 0.95,
+        max_amount: float = 0.8,
+        min_radius: float = 0.05,
+        max_radius: float = 0.2,
+        max_count: int = 3,
+    ) -> Pipeline:
+        """Soft patches towards a grey level (opacities, gas); see :class:`~.intensity.Opacity`."""
+        return self.add(T.Opacity(probability, min_level, max_level, max_amount, min_radius,
+                                  max_radius, max_count))  # fmt: skip

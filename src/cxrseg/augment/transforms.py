@@ -38,6 +38,7 @@ from cxrseg.augment.intensity import (
     GaussianNoise,
     IntensityTransform,
     LocalContrast,
+    Opacity,
 )
 from cxrseg.data.dataset import mentions_left_right, swap_left_right_name
 from cxrseg.errors import InputError
@@ -58,6 +59,7 @@ __all__ = [
     "AffineTransform",
     "IntensityTransform",
     "LocalContrast",
+    "Opacity",
     "RandomDistortion",
     "Rotate",
     "SpatialTransform",
@@ -358,6 +360,7 @@ TRANSFORMS: dict[str, type[RandomTransform]] = {
         GaussianNoise,
         Blur,
         LocalContrast,
+        Opacity,
     )
 }
 """Op name (as in pipeline YAML files and ``Pipeline`` methods) -> transform class."""

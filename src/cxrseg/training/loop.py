@@ -1,6 +1,7 @@
 """One epoch of training, one pass of validation, and the pieces they need: plain functions.
 
-:func:`train_one_epoch` and :func:`evaluate` take the model, a loader and a :class:`StepSettings`;
+:func:`train_one_epoch` and :func:`evaluate` take the model, a loader and a :class:`StepSettings`
+(training also an :class:`EpochOptions`: epoch, process group, augmentation, scaler, events);
 :func:`build_optimizer` is built from a :class:`~cxrseg.training.config.TrainConfig`
 (:func:`build_scheduler`, :func:`lr_factor` and :class:`EarlyStopping` live in
 :mod:`cxrseg.training.schedule` and are re-exported here). :func:`cxrseg.training.run.train`
@@ -30,6 +31,7 @@ from cxrseg.training.schedule import EarlyStopping, build_scheduler, lr_factor
 
 __all__ = [
     "EarlyStopping",
+    "EpochOptions",
     "EvalResult",
     "StepSettings",
     "TrainingStopped",
@@ -134,6 +136,26 @@ class EpochStats:
     lrs: list[float] = field(default_factory=list)
 
 
+@dataclass
+class EpochOptions:
+    """What an epoch of :func:`train_one_epoch` needs besides the model, data and optimiser.
+
+    Attributes:
+        epoch: 1-based epoch, for events and error messages.
+        dist: Process group; the epoch loss is averaged over every process.
+        augment: ``augment(images, masks, indices) -> (images, masks)`` on the device, or
+            ``None`` when the loader already augments.
+        scaler: Gradient scaler for float16 autocast.
+        on_event: Receives ``{"event": "step", ...}`` after each batch.
+    """
+
+    epoch: int = 1
+    dist: DistInfo = field(default_factory=DistInfo)
+    augment: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], Any] | None = None
+    scaler: torch.amp.GradScaler | None = None
+    on_event: EventCallback | None = None
+
+
 def train_one_epoch(
     model: nn.Module,
     loader: Iterable[dict[str, Any]],
@@ -141,14 +163,13 @@ def train_one_epoch(
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     loss_fn: nn.Module,
     settings: StepSettings,
-    *,
-    epoch: int,
-    dist: DistInfo,
-    augment: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], Any] | None = None,
-    scaler: torch.amp.GradScaler | None = None,
-    on_event: EventCallback | None = None,
+    options: EpochOptions,
 ) -> EpochStats:
     """Train for one pass over ``loader``; the scheduler steps after every batch.
+
+    Each step: prepare the batch (:func:`_prepare`), forward under the settings' autocast and
+    the loss in float32, check that it is finite on every process (:func:`_step_stats`),
+    backward and optimiser step (:func:`_backward_and_step`), report.
 
     Args:
         model: The (possibly DDP-wrapped) network, in training mode on return.
@@ -157,12 +178,7 @@ def train_one_epoch(
         scheduler: From :func:`build_scheduler`.
         loss_fn: Called as ``loss_fn(logits, target)``.
         settings: Device, target mode, normalisation, precision, clipping.
-        epoch: 1-based epoch, for events and error messages.
-        dist: Process group; the epoch loss is averaged over every process.
-        augment: ``augment(images, masks, indices) -> (images, masks)`` on the device, or
-            ``None`` when the loader already augments.
-        scaler: Gradient scaler for float16 autocast.
-        on_event: Receives ``{"event": "step", ...}`` after each batch.
+        options: Epoch number, process group, device augmentation, scaler, event callback.
 
     Raises:
         TrainingStopped: The loss is NaN or infinite on any process.
@@ -176,55 +192,72 @@ def train_one_epoch(
     waited = time.perf_counter()
     for step, batch in enumerate(loader, start=1):
         data_seconds += time.perf_counter() - waited
-        inputs, _, target = _prepare(batch, settings, augment)
+        inputs, _, target = _prepare(batch, settings, options.augment)
         with settings.autocast():
             output = model(inputs)
         loss = _loss_of(loss_fn, output, target)
-        value = loss.item()  # the step's one wait for the device
-        step_stats = torch.tensor(
-            [value * len(inputs), len(inputs), 0.0 if math.isfinite(value) else 1.0],
-            dtype=torch.float64,
-        )
-        if dist.enabled:  # every process must learn that one of them diverged
-            all_reduce_sum(step_stats, dist)
-        if step_stats[2] > 0:
-            raise TrainingStopped(
-                f"the training loss became {value} at epoch {epoch}, step {step}; "
-                "training stopped and the last good checkpoint was kept. Fix: lower the "
-                f"learning rate (e.g. --lr {optimizer.param_groups[0]['lr'] / 3:.2g}), or "
-                "check the images for NaN values."
-            )
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-        else:
-            loss.backward()
-        if settings.grad_clip:
-            nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
-        if scaler is not None:
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            optimizer.step()
+        step_stats = _step_stats(loss, len(inputs), options, step, optimizer)
+        _backward_and_step(model, loss, optimizer, settings, options.scaler)
         lrs.append(optimizer.param_groups[0]["lr"])
         scheduler.step()
         total += step_stats
-        if on_event is not None:
-            on_event(
-                {
-                    "event": "step",
-                    "epoch": epoch,
-                    "step": step,
-                    "steps": steps,
-                    "loss": float(step_stats[0]) / max(float(step_stats[1]), 1.0),
-                }
-            )
+        if options.on_event is not None:
+            loss_value = float(step_stats[0]) / max(float(step_stats[1]), 1.0)
+            options.on_event({"event": "step", "epoch": options.epoch, "step": step,
+                              "steps": steps, "loss": loss_value})  # fmt: skip
         waited = time.perf_counter()
     if total[1] == 0:
-        raise TrainingStopped(f"epoch {epoch} had no training batch; check the training split.")
+        raise TrainingStopped(
+            f"epoch {options.epoch} had no training batch; check the training split."
+        )
     seconds = time.perf_counter() - start
     return EpochStats(float(total[0] / total[1]), int(total[1]), seconds, data_seconds, lrs)
+
+
+def _step_stats(
+    loss: torch.Tensor, images: int, options: EpochOptions, step: int, optimizer: Any
+) -> torch.Tensor:
+    """``(loss sum, images, non-finite flag)`` of a step, summed over every process.
+
+    Raises:
+        TrainingStopped: The loss is NaN or infinite on any process (all of them stop).
+    """
+    value = loss.item()  # the step's one wait for the device
+    stats = torch.tensor([value * images, images, 0.0 if math.isfinite(value) else 1.0],
+                         dtype=torch.float64)  # fmt: skip
+    if options.dist.enabled:  # every process must learn that one of them diverged
+        all_reduce_sum(stats, options.dist)
+    if stats[2] > 0:
+        raise TrainingStopped(
+            f"the training loss became {value} at epoch {options.epoch}, step {step}; "
+            "training stopped and the last good checkpoint was kept. Fix: lower the "
+            f"learning rate (e.g. --lr {optimizer.param_groups[0]['lr'] / 3:.2g}), or "
+            "check the images for NaN values."
+        )
+    return stats
+
+
+def _backward_and_step(
+    model: nn.Module,
+    loss: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    settings: StepSettings,
+    scaler: torch.amp.GradScaler | None,
+) -> None:
+    """Gradients (scaled for float16), clipping, and one optimiser step."""
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+    else:
+        loss.backward()
+    if settings.grad_clip:
+        nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
 
 
 @dataclass

@@ -36,7 +36,13 @@ from cxrseg.training.curves import metric_columns, plot_curves, write_metrics_cs
 from cxrseg.training.dataset import CachedCases, SegmentationDataset, device_augment
 from cxrseg.training.distributed import DistInfo, all_reduce_sum, barrier, distributed_context
 from cxrseg.training.duration import format_seconds
-from cxrseg.training.loop import StepSettings, TrainingStopped, evaluate, train_one_epoch
+from cxrseg.training.loop import (
+    EpochOptions,
+    StepSettings,
+    TrainingStopped,
+    evaluate,
+    train_one_epoch,
+)
 from cxrseg.training.resume import save_last, starting_config
 from cxrseg.training.session import Session, load_data, prepare
 
@@ -194,9 +200,9 @@ def _one_epoch(session: Session, epoch: int) -> tuple[bool, dict[str, Any]]:
     augment = device_augment(s.pipeline, s.data.structures, epoch) if s.on_device else None
     batch_size = int(s.config.batch_size or 1)
     try:
+        options = EpochOptions(epoch, s.dist, augment, s.scaler, s.emit)
         stats = train_one_epoch(s.model, s.loader, s.optimizer, s.scheduler, s.loss_fn,
-                                s.settings, epoch=epoch, dist=s.dist, augment=augment,
-                                scaler=s.scaler, on_event=s.emit)  # fmt: skip
+                                s.settings, options)  # fmt: skip
     except TrainingStopped as exc:
         s.run_log.write(f"stopped: {exc}")
         raise
