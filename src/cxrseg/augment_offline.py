@@ -30,10 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from cxrseg.augment.base import check_choice, check_integer
 from cxrseg.augment.pipeline import Pipeline
-from cxrseg.augment.resample_cv import RESIZE_MODES, resize_pair
+from cxrseg.checks import check_choice, check_integer
 from cxrseg.data import discover, load_case
+from cxrseg.data.loading import RESIZE_MODES, resize_pair
 from cxrseg.errors import InputError
 from cxrseg.io import atomic_write, read_image_info, write_image, write_mask
 

@@ -29,7 +29,9 @@ import cv2
 import numpy as np
 
 from cxrseg._version import __version__
+from cxrseg.checks import check_int
 from cxrseg.errors import InputError
+from cxrseg.io import write_image, write_json, write_mask
 
 __all__ = ["STRUCTURES", "Phantom", "make_phantom", "write_phantom_dataset"]
 
@@ -80,7 +82,7 @@ def make_phantom(seed: int, size: int | tuple[int, int] = 256) -> Phantom:
         TypeError: If ``seed`` or ``size`` is not an integer / pair of integers.
         ValueError: If ``seed`` is negative or a side is smaller than 32 pixels.
     """
-    seed = _check_int(seed, "seed", 0, "seed=0")
+    seed = check_int("seed", seed, minimum=0, hint="; pass e.g. seed=0.")
     h, w = _parse_size(size)
     rng = np.random.default_rng(seed)
 
@@ -132,10 +134,8 @@ def write_phantom_dataset(
         InputError: If ``out/images`` is not empty and ``overwrite`` is false, or ``out`` is a file.
         TypeError, ValueError: If ``n``, ``size`` or ``seed`` is invalid.
     """
-    from cxrseg.io import write_image, write_json, write_mask
-
-    n = _check_int(n, "n", 1, "n=10")
-    seed = _check_int(seed, "seed", 0, "seed=0")
+    n = check_int("n", n, minimum=1, hint="; pass e.g. n=10.")
+    seed = check_int("seed", seed, minimum=0, hint="; pass e.g. seed=0.")
     h, w = _parse_size(size)
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -184,15 +184,6 @@ def write_phantom_dataset(
 
 
 # --- arguments and small helpers ---
-
-
-def _check_int(value: object, name: str, minimum: int, example: str) -> int:
-    """Return ``value`` as an int, refusing bools, non-integers and values below ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {value!r}; pass e.g. {example}.")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}; pass e.g. {example}.")
-    return int(value)
 
 
 def _parse_size(size: int | tuple[int, int]) -> tuple[int, int]:

@@ -22,14 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from cxrseg.augment import geometry as F
-from cxrseg.augment.base import (
-    Params,
-    RandomTransform,
-    UniformRange,
-    check_choice,
-    check_integer,
-    check_number,
-)
+from cxrseg.augment.base import Params, RandomTransform, UniformRange
 from cxrseg.augment.intensity import (
     Blur,
     Brightness,
@@ -40,6 +33,7 @@ from cxrseg.augment.intensity import (
     LocalContrast,
     Opacity,
 )
+from cxrseg.checks import check_choice, check_integer, check_number
 from cxrseg.data.dataset import mentions_left_right, swap_left_right_name
 from cxrseg.errors import InputError
 

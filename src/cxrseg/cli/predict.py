@@ -17,9 +17,9 @@ def predict_command(
     paths: Annotated[
         list[str],
         typer.Argument(
-            help="MODEL (run folder, checkpoint, exported .onnx, or a shipped model: lungs) "
-            "then the inputs (image files, folders or glob patterns); with --model, inputs "
-            "only.",
+            help="MODEL (run folder, checkpoint, exported .onnx, cross-validation folder: its "
+            "folds averaged, or a shipped model: lungs) then the inputs (image files, folders "
+            "or glob patterns); with --model, inputs only.",
             metavar="[MODEL] INPUT...",
         ),
     ],

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from cxrseg.checks import check_fraction
 from cxrseg.data.dataset import natural_key
 from cxrseg.errors import InputError
 from cxrseg.io import write_json
@@ -135,11 +136,6 @@ class Splits:
         return base.select(fold)
 
 
-def _check_fraction(name: str, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-        raise ValueError(f"{name} must be a number in [0, 1), got {value!r}.")
-
-
 def _count(total: int, fraction: float) -> int:
     """Cases for a fraction: rounded, and at least one when the fraction is above 0."""
     if fraction <= 0:
@@ -175,8 +171,8 @@ def make_splits(
     if len(set(ids)) != len(ids):
         repeated = sorted({i for i in ids if ids.count(i) > 1}, key=natural_key)
         raise ValueError(f"case ids must be distinct; repeated: {repeated[:10]}.")
-    _check_fraction("val_fraction", val_fraction)
-    _check_fraction("test_fraction", test_fraction)
+    check_fraction("val_fraction", val_fraction)
+    check_fraction("test_fraction", test_fraction)
     if folds is not None and (isinstance(folds, bool) or not isinstance(folds, int) or folds < 2):
         raise ValueError(f"folds must be an integer >= 2 (or None), got {folds!r}.")
     n_test = _count(len(ids), test_fraction)

@@ -20,7 +20,9 @@ from typing import Annotated, Any, ClassVar, Literal
 import yaml
 from pydantic import Field
 
+from cxrseg.augment.pipeline import Pipeline
 from cxrseg.errors import InputError
+from cxrseg.io import atomic_write
 from cxrseg.training.duration import parse_duration
 from cxrseg.training.schema import Real, Schema
 
@@ -203,8 +205,6 @@ class TrainConfig(Schema):
             self.time_budget = _duration(self.time_budget)
         MODEL_OPTIONS[self.model](**self.model_kwargs)
         if self.augmentation and self.augmentation.get("operations"):
-            from cxrseg.augment.pipeline import Pipeline  # augment is below training
-
             try:
                 Pipeline.from_dict({**self.augmentation, "seed": self.seed})
             except ValueError as exc:  # InputError, or a transform refusing an argument
@@ -275,8 +275,6 @@ class TrainConfig(Schema):
 
     def to_yaml(self, path: str | Path) -> None:
         """Write every option as YAML (atomically)."""
-        from cxrseg.io import atomic_write
-
         text = yaml.safe_dump(self.to_dict(), sort_keys=False)
         with atomic_write(Path(path)) as tmp:
             Path(tmp).write_text(text, encoding="utf-8")

@@ -9,7 +9,7 @@ pairs, which keeps persistent workers in step with the epoch.
 
 Normalisation (:func:`normalize_batch`) runs on the training device after the augmentation,
 so CPU and on-device augmentation see the same [0, 1] images. Prediction must apply the same
-resize (:func:`cxrseg.augment.resample_cv.resize_pair`, ``resize`` in the checkpoint) and
+resize (:func:`cxrseg.data.loading.resize_pair`, ``resize`` in the checkpoint) and
 normalisation (``normalization`` in the checkpoint).
 """
 
@@ -26,8 +26,8 @@ from torch.utils.data import Dataset as TorchDataset
 from torch.utils.data import DistributedSampler, Sampler
 
 from cxrseg.augment.pipeline import Pipeline
-from cxrseg.augment.resample_cv import resize_pair
 from cxrseg.data import load_case
+from cxrseg.data.loading import resize_pair
 
 if TYPE_CHECKING:
     from cxrseg.data import Case, Dataset

@@ -24,6 +24,8 @@ import torch
 from torch import nn
 
 from cxrseg.errors import CxrsegError
+from cxrseg.losses import logits_to_masks, masks_to_target
+from cxrseg.metrics import dice_per_structure
 from cxrseg.training.config import TrainConfig
 from cxrseg.training.dataset import normalize_batch
 from cxrseg.training.distributed import DistInfo, all_reduce_sum
@@ -107,8 +109,6 @@ def _prepare(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Move a batch to the device, augment it there if asked, normalise; return
     ``(inputs (N, 1, H, W), masks (N, K, H, W) uint8, target)``."""
-    from cxrseg.losses import masks_to_target
-
     images = batch["image"].to(settings.device, non_blocking=True)
     masks = batch["masks"].to(settings.device, non_blocking=True)
     if augment is not None:
@@ -312,9 +312,6 @@ def evaluate(
         keep_predictions: Also return this process's predicted and reference masks (used to
             choose the post-processing).
     """
-    from cxrseg.losses import logits_to_masks
-    from cxrseg.metrics import dice_per_structure
-
     model.eval()
     sums = torch.zeros(num_structures + 2, dtype=torch.float64)  # loss, count, dice per K
     preds: list[np.ndarray] = []
