@@ -44,6 +44,17 @@ def predict_command(
     overlays: Annotated[
         bool, typer.Option("--overlays", help="Also write overlays/<id>.png.")
     ] = False,
+    output_format: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--output-format",
+            metavar="png|dicom-seg",
+            help="png: masks/<structure>/<id>.png; dicom-seg: dicom-seg/<id>.dcm, a DICOM "
+            "Segmentation of each DICOM input (pip install 'cxrseg[dicom]'). Repeat or "
+            "comma-separate for both.",
+            show_default="png",
+        ),
+    ] = None,
     tta: Annotated[
         bool, typer.Option("--tta", help="Average with a horizontal flip (left/right swapped).")
     ] = False,
@@ -81,11 +92,17 @@ def predict_command(
     from rich.markup import escape
 
     from cxrseg.inference import Predictor, predict_paths
+    from cxrseg.io.dicom_seg import require_highdicom
 
     use_threads(threads)  # after the imports: it sets the pools they loaded
 
     flips = [name for name, on in (("hflip", tta), ("vflip", tta_vflip)) if on]
+    formats = [
+        f.strip() for value in output_format or ["png"] for f in value.split(",") if f.strip()
+    ]
     try:
+        if "dicom-seg" in formats:
+            require_highdicom()  # before the model loads: one line naming the extra
         model, inputs = _model_and_inputs(paths, shipped)
         predictor = Predictor.from_checkpoint(
             model, device=device, tta=flips, runtime=runtime, amp=amp, postprocess=postprocess,
@@ -98,14 +115,17 @@ def predict_command(
         with progress_bar("predicting", enabled=not quiet) as progress:
             summary = predict_paths(predictor, inputs, out, label_map=label_map,
                                     save_probabilities=probabilities, overlays=overlays,
-                                    progress=progress)  # fmt: skip
+                                    progress=progress, formats=formats)  # fmt: skip
     except (CxrsegError, ValueError) as exc:
         raise fail(escape(str(exc))) from exc
-    layout = "labels/" if label_map else "masks/<structure>/"
+    layout = "labels/<id>.png" if label_map else "masks/<structure>/<id>.png"
+    layouts = [layout] if "png" in formats else []
+    if "dicom-seg" in formats:
+        layouts.append(f"{len(summary.dicom_seg)} DICOM SEG in dicom-seg/<id>.dcm")
     console.print(
         f"Predicted {len(summary.written)} image(s) on {backend.device} "
         f"({backend.runtime}, {backend.precision}) into "
-        f"{escape(str(out))} ({layout}<id>.png)"
+        f"{escape(str(out))} ({'; '.join(layouts)})"
     )
     if summary.skipped:
         console.print(f"Skipped {len(summary.skipped)} non-image file(s) in the input folders.")
