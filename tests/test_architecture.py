@@ -46,7 +46,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "cxrseg.report.contact_sheet",
         ),
     ),
-    # augment proper: geometry, resampling, transforms, Pipeline (no files)
+    # augment proper: geometry, resampling, transforms, Pipeline (no datasets written or read
+    # except through data.load_case for Pipeline.sample)
     ("augment", ("cxrseg.augment",)),
     # the offline job that reads a dataset and writes augmented samples
     ("jobs", ("cxrseg.augment_offline", "cxrseg.report.inspection")),
@@ -68,7 +69,6 @@ LAZY_MARKER = "# lazy: start-up time"
 KNOWN: frozenset[str] = frozenset()
 KNOWN_UNMARKED: frozenset[str] = frozenset(
     {
-        "cxrseg.demo",
         "cxrseg.training.run",
     }
 )

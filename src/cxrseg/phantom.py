@@ -41,6 +41,8 @@ STRUCTURES = ("left_lung", "right_lung", "heart", "left_clavicle", "right_clavic
 
 MIN_SIZE = 32
 """Smallest side length in pixels; below it the clavicles and heart may vanish."""
+MAX_SIZE = 2048
+"""Largest side length in pixels: drawing one takes about 55 bytes a pixel (225 MB at 2048)."""
 
 _SHIFT = 4  # fractional bits of the polygon coordinates handed to OpenCV
 _RIGHT, _LEFT = -1, 1  # lateral direction on the image of the patient's right / left side
@@ -200,6 +202,11 @@ def _parse_size(size: int | tuple[int, int]) -> tuple[int, int]:
         raise TypeError(f"size must be an int or an (H, W) pair of ints, got {size!r}.")
     if min(hw) < MIN_SIZE:
         raise ValueError(f"size {size!r} is too small; each side must be >= {MIN_SIZE} pixels.")
+    if max(hw) > MAX_SIZE:
+        raise ValueError(
+            f"size {size!r} is too large; each side must be <= {MAX_SIZE} pixels (a "
+            f"{MAX_SIZE} px phantom takes about 225 MB to draw; larger ones exhaust memory)."
+        )
     return hw
 
 
