@@ -20,8 +20,8 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "cxrseg"
 #: Bottom to top. A module may import its own layer and the layers below it, never above.
 #: The first matching prefix (longest first) gives a module its layer.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    # the exception types and the version string every layer may use
-    ("base", ("cxrseg.errors", "cxrseg._version")),
+    # the exception types, the argument checks and the version string every layer may use
+    ("base", ("cxrseg.errors", "cxrseg._version", "cxrseg.checks")),
     # small leaves: version checks, metrics, mask post-processing, the shipped models'
     # catalogue, quality flags
     (
@@ -46,7 +46,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "cxrseg.report.contact_sheet",
         ),
     ),
-    # augment proper: geometry, resampling, transforms, Pipeline (no files)
+    # augment proper: geometry, resampling, transforms, Pipeline (no datasets written or read
+    # except through data.load_case for Pipeline.sample)
     ("augment", ("cxrseg.augment",)),
     # the offline job that reads a dataset and writes augmented samples
     ("jobs", ("cxrseg.augment_offline", "cxrseg.report.inspection")),
@@ -68,13 +69,6 @@ LAZY_MARKER = "# lazy: start-up time"
 KNOWN: frozenset[str] = frozenset()
 KNOWN_UNMARKED: frozenset[str] = frozenset(
     {
-        "cxrseg.demo",
-        "cxrseg.inference.predictor",
-        "cxrseg.phantom",
-        "cxrseg.training.config",
-        "cxrseg.training.curves",
-        "cxrseg.training.defaults",
-        "cxrseg.training.loop",
         "cxrseg.training.run",
     }
 )

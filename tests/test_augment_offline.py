@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from cxrseg.augment.pipeline import Pipeline
-from cxrseg.augment.resample_cv import resize_pair
 from cxrseg.augment_offline import augment_dataset, read_manifest, replay_record
+from cxrseg.data.loading import resize_pair
 from cxrseg.errors import InputError
 
 PHANTOMS = {"n": 3, "size": 64, "seed": 0}  # the conftest fixture's dataset

@@ -125,9 +125,10 @@ def test_train_takes_split_fractions_and_threads(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     saved = TrainConfig.from_yaml(out / "config.yaml")
     assert (saved.val_fraction, saved.test_fraction) == (0.34, 0.0)
-    assert "4 train / 2 val / 0 test cases" in result.stdout
+    assert "4 train / 2 val / 0 test cases" in result.stdout, result.output
     assert torch.get_num_threads() == 1
-    assert re.search(r"^epoch 1/1: train loss \d", result.stdout, re.M)  # on stdout, not stderr
+    epoch_line = re.search(r"^epoch 1/1: train loss \d", result.stdout, re.M)
+    assert epoch_line, result.output  # on stdout, not stderr
 
 
 def test_train_bar_shows_the_current_epoch_mean_loss_and_the_last_validation() -> None:

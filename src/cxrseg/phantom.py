@@ -29,7 +29,9 @@ import cv2
 import numpy as np
 
 from cxrseg._version import __version__
+from cxrseg.checks import check_int
 from cxrseg.errors import InputError
+from cxrseg.io import write_image, write_json, write_mask
 
 __all__ = ["STRUCTURES", "Phantom", "make_phantom", "write_phantom_dataset"]
 
@@ -39,6 +41,8 @@ STRUCTURES = ("left_lung", "right_lung", "heart", "left_clavicle", "right_clavic
 
 MIN_SIZE = 32
 """Smallest side length in pixels; below it the clavicles and heart may vanish."""
+MAX_SIZE = 2048
+"""Largest side length in pixels: drawing one takes about 55 bytes a pixel (225 MB at 2048)."""
 
 _SHIFT = 4  # fractional bits of the polygon coordinates handed to OpenCV
 _RIGHT, _LEFT = -1, 1  # lateral direction on the image of the patient's right / left side
@@ -80,7 +84,7 @@ def make_phantom(seed: int, size: int | tuple[int, int] = 256) -> Phantom:
         TypeError: If ``seed`` or ``size`` is not an integer / pair of integers.
         ValueError: If ``seed`` is negative or a side is smaller than 32 pixels.
     """
-    seed = _check_int(seed, "seed", 0, "seed=0")
+    seed = check_int("seed", seed, minimum=0, hint="; pass e.g. seed=0.")
     h, w = _parse_size(size)
     rng = np.random.default_rng(seed)
 
@@ -132,10 +136,8 @@ def write_phantom_dataset(
         InputError: If ``out/images`` is not empty and ``overwrite`` is false, or ``out`` is a file.
         TypeError, ValueError: If ``n``, ``size`` or ``seed`` is invalid.
     """
-    from cxrseg.io import write_image, write_json, write_mask
-
-    n = _check_int(n, "n", 1, "n=10")
-    seed = _check_int(seed, "seed", 0, "seed=0")
+    n = check_int("n", n, minimum=1, hint="; pass e.g. n=10.")
+    seed = check_int("seed", seed, minimum=0, hint="; pass e.g. seed=0.")
     h, w = _parse_size(size)
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -186,15 +188,6 @@ def write_phantom_dataset(
 # --- arguments and small helpers ---
 
 
-def _check_int(value: object, name: str, minimum: int, example: str) -> int:
-    """Return ``value`` as an int, refusing bools, non-integers and values below ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {value!r}; pass e.g. {example}.")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}; pass e.g. {example}.")
-    return int(value)
-
-
 def _parse_size(size: int | tuple[int, int]) -> tuple[int, int]:
     """Return ``(H, W)`` from an int or a pair, refusing sides below :data:`MIN_SIZE`."""
     if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
@@ -209,6 +202,11 @@ def _parse_size(size: int | tuple[int, int]) -> tuple[int, int]:
         raise TypeError(f"size must be an int or an (H, W) pair of ints, got {size!r}.")
     if min(hw) < MIN_SIZE:
         raise ValueError(f"size {size!r} is too small; each side must be >= {MIN_SIZE} pixels.")
+    if max(hw) > MAX_SIZE:
+        raise ValueError(
+            f"size {size!r} is too large; each side must be <= {MAX_SIZE} pixels (a "
+            f"{MAX_SIZE} px phantom takes about 225 MB to draw; larger ones exhaust memory)."
+        )
     return hw
 
 

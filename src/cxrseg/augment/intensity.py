@@ -16,14 +16,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import cv2
 import numpy as np
 
-from cxrseg.augment.base import (
-    Params,
-    RandomTransform,
-    UniformRange,
-    check_integer,
-    check_number,
-    check_range,
-)
+from cxrseg.augment.base import Params, RandomTransform, UniformRange
+from cxrseg.checks import check_integer, check_number, check_range
 
 if TYPE_CHECKING:
     import torch

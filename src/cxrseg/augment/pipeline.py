@@ -26,18 +26,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cxrseg.augment import transforms as T
-from cxrseg.augment.base import Params, RandomTransform, check_choice, check_number
+from cxrseg.augment.base import Params, RandomTransform
 from cxrseg.augment.geometry import chain_map
 from cxrseg.augment.pipeline_methods import PipelineMethods
 from cxrseg.augment.pipeline_targets import (
     Masks,
-    check_index,
     image_from_float,
     image_to_float,
     mask_list,
     rebuild_masks,
 )
 from cxrseg.augment.resample_cv import warp
+from cxrseg.checks import check_choice, check_index, check_number
 from cxrseg.data.loading import load_case
 from cxrseg.errors import InputError
 from cxrseg.io import atomic_write

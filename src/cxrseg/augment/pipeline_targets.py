@@ -17,7 +17,6 @@ from cxrseg.errors import InputError
 
 __all__ = [
     "Masks",
-    "check_index",
     "image_from_float",
     "image_to_float",
     "mask_list",
@@ -28,14 +27,6 @@ Masks = Union[Mapping[str, np.ndarray], Sequence[np.ndarray], None]  # noqa: UP0
 """Masks travel as a dict name -> (H, W) array or a list of (H, W) arrays; same container back."""
 
 _SCALE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
-
-
-def check_index(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
-        raise InputError(
-            f"{name}={value!r} must be a non-negative integer.", hint=f"give {name} as 0, 1, 2, ..."
-        )
-    return int(value)
 
 
 def image_to_float(image: object) -> np.ndarray:

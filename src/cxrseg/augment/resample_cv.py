@@ -25,7 +25,7 @@ import numpy as np
 
 from cxrseg.errors import InputError
 
-__all__ = ["BORDERS", "INTERPOLATIONS", "RESIZE_MODES", "remap", "resize_pair", "warp"]
+__all__ = ["BORDERS", "INTERPOLATIONS", "remap", "warp"]
 
 logger = logging.getLogger(__name__)
 
@@ -305,39 +305,3 @@ def warp(
     if isinstance(masks, list | tuple):
         return warped, tuple(arrays) if isinstance(masks, tuple) else arrays
     return warped, dict(zip(masks.keys(), arrays, strict=True))  # type: ignore[union-attr]
-
-
-RESIZE_MODES = ("squash", "letterbox")
-
-
-def resize_pair(
-    image: np.ndarray, masks: dict[str, np.ndarray], size: int, mode: str = "squash"
-) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Resize an image (area/bilinear) and its masks (nearest) to ``size`` x ``size``.
-
-    Args:
-        image: float32 (H, W).
-        masks: name -> uint8 (H, W).
-        size: Output side in pixels.
-        mode: ``squash`` (ignore the aspect ratio) or ``letterbox`` (keep it, pad with 0).
-    """
-    height, width = image.shape[:2]
-    if mode == "squash":
-        inner = (size, size)
-    else:
-        scale = size / max(height, width)
-        inner = (max(1, round(height * scale)), max(1, round(width * scale)))
-    if inner != (height, width):
-        shrink = inner[0] < height or inner[1] < width
-        interp = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
-        image = cv2.resize(image, inner[::-1], interpolation=interp)
-        masks = {
-            k: cv2.resize(m, inner[::-1], interpolation=cv2.INTER_NEAREST_EXACT)
-            for k, m in masks.items()
-        }
-    if inner != (size, size):
-        top, left = (size - inner[0]) // 2, (size - inner[1]) // 2
-        pad = ((top, size - inner[0] - top), (left, size - inner[1] - left))
-        image = np.pad(image, pad)
-        masks = {k: np.pad(m, pad) for k, m in masks.items()}
-    return np.clip(image, 0.0, 1.0).astype(np.float32), masks

@@ -22,14 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from cxrseg.augment import geometry as F
-from cxrseg.augment.base import (
-    Params,
-    RandomTransform,
-    UniformRange,
-    check_choice,
-    check_integer,
-    check_number,
-)
+from cxrseg.augment.base import Params, RandomTransform, UniformRange
 from cxrseg.augment.intensity import (
     Blur,
     Brightness,
@@ -40,6 +33,7 @@ from cxrseg.augment.intensity import (
     LocalContrast,
     Opacity,
 )
+from cxrseg.checks import check_choice, check_integer, check_number
 from cxrseg.data.dataset import mentions_left_right, swap_left_right_name
 from cxrseg.errors import InputError
 
@@ -119,6 +113,17 @@ class _Mesh(SpatialTransform):
                 f"{self.name}: a grid of {self.grid_width} x {self.grid_height} tiles is larger "
                 f"than the {width} x {height} image.",
                 hint="use at most one tile per pixel (grid_width <= width, grid_height <= height).",
+            )
+        cell = min(width / self.grid_width, height / self.grid_height)
+        magnitude = float(getattr(self, "magnitude", 0))
+        if magnitude > cell:
+            raise InputError(
+                f"{self.name}: magnitude {magnitude:g} px is larger than a grid cell "
+                f"({cell:g} px for a {self.grid_width} x {self.grid_height} grid on a "
+                f"{width} x {height} image); a vertex moved past its neighbours folds the image "
+                "over itself (black images, empty masks).",
+                hint=f"use magnitude <= {math.floor(cell)} (the default recipe uses 3 to 4 at "
+                "256 px), or fewer grid tiles.",
             )
 
     def maps(self, params: Params, height: int, width: int) -> Maps:

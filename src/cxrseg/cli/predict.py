@@ -44,6 +44,17 @@ def predict_command(
     overlays: Annotated[
         bool, typer.Option("--overlays", help="Also write overlays/<id>.png.")
     ] = False,
+    output_format: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--output-format",
+            metavar="png|dicom-seg",
+            help="png: masks/<structure>/<id>.png; dicom-seg: dicom-seg/<id>.dcm, a DICOM "
+            "Segmentation of each DICOM input (pip install 'cxrseg[dicom]'). Repeat or "
+            "comma-separate for both.",
+            show_default="png",
+        ),
+    ] = None,
     tta: Annotated[
         bool, typer.Option("--tta", help="Average with a horizontal flip (left/right swapped).")
     ] = False,
@@ -81,11 +92,17 @@ def predict_command(
     from rich.markup import escape
 
     from cxrseg.inference import Predictor, predict_paths
+    from cxrseg.io.dicom_seg import require_highdicom
 
     use_threads(threads)  # after the imports: it sets the pools they loaded
 
     flips = [name for name, on in (("hflip", tta), ("vflip", tta_vflip)) if on]
+    formats = [
+        f.strip() for value in output_format or ["png"] for f in value.split(",") if f.strip()
+    ]
     try:
+        if "dicom-seg" in formats:
+            require_highdicom()  # before the model loads: one line naming the extra
         model, inputs = _model_and_inputs(paths, shipped)
         predictor = Predictor.from_checkpoint(
             model, device=device, tta=flips, runtime=runtime, amp=amp, postprocess=postprocess,
@@ -98,14 +115,17 @@ def predict_command(
         with progress_bar("predicting", enabled=not quiet) as progress:
             summary = predict_paths(predictor, inputs, out, label_map=label_map,
                                     save_probabilities=probabilities, overlays=overlays,
-                                    progress=progress)  # fmt: skip
+                                    progress=progress, formats=formats)  # fmt: skip
     except (CxrsegError, ValueError) as exc:
-        raise fail(escape(str(exc))) from exc
-    layout = "labels/" if label_map else "masks/<structure>/"
+        raise fail(str(exc)) from exc
+    layout = "labels/<id>.png" if label_map else "masks/<structure>/<id>.png"
+    layouts = [layout] if "png" in formats else []
+    if "dicom-seg" in formats:
+        layouts.append(f"{len(summary.dicom_seg)} DICOM SEG in dicom-seg/<id>.dcm")
     console.print(
         f"Predicted {len(summary.written)} image(s) on {backend.device} "
         f"({backend.runtime}, {backend.precision}) into "
-        f"{escape(str(out))} ({layout}<id>.png)"
+        f"{escape(str(out))} ({'; '.join(layouts)})"
     )
     if summary.skipped:
         console.print(f"Skipped {len(summary.skipped)} non-image file(s) in the input folders.")
@@ -178,9 +198,9 @@ def export_command(
         target = out if out is not None else default_export_path(run, format)
         written = export_model(run, target, format, check=check, opset=opset)
     except ExportCheckError as exc:
-        raise fail(escape(str(exc)), code=1) from exc
+        raise fail(str(exc), code=1) from exc
     except CxrsegError as exc:
-        raise fail(escape(str(exc))) from exc
+        raise fail(str(exc)) from exc
     sidecar = written.with_suffix(".json")
     diff = json.loads(sidecar.read_text(encoding="utf-8"))["export"].get("max_abs_diff")
     checked = "not checked" if diff is None else f"max abs difference to PyTorch {diff:.2g}"
@@ -224,7 +244,7 @@ def models_command(
             licences.append(f"{model}: {info['summary']}; weights licensed {info['license']} "
                             f"({info['license_file']})")  # fmt: skip
     except CxrsegError as exc:
-        raise fail(escape(str(exc))) from exc
+        raise fail(str(exc)) from exc
     console.print(table)
     for line in licences:
         console.print(escape(line))

@@ -1,4 +1,4 @@
-"""Read a case's pixels: the image and one binary mask per structure.
+"""Read a case's pixels (the image and one binary mask per structure) and fit them to a size.
 
 Mask value rules (shared by :func:`load_case` and :func:`cxrseg.data.validate`):
 
@@ -18,11 +18,33 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from cxrseg.data.dataset import Case, Dataset
 from cxrseg.errors import InputError
 from cxrseg.io import read_image, read_mask
+
+#: Smallest image side accepted for training, augmentation and prediction: below it a chest
+#: radiograph has no anatomy left (the lungs would be a few pixels wide), so a smaller file
+#: is a thumbnail, an icon or a mistake, and silently upscaling it would train on noise.
+MIN_SIDE = 32
+
+
+def check_radiograph_size(shape: tuple[int, ...], path: Path) -> None:
+    """Refuse an image smaller than :data:`MIN_SIDE` on a side.
+
+    Raises:
+        InputError: Naming the file, its size and the minimum.
+    """
+    if min(shape[:2]) < MIN_SIDE:
+        raise InputError(
+            f"is {shape[1]} x {shape[0]} pixels; a chest radiograph needs at least "
+            f"{MIN_SIDE} x {MIN_SIDE} to show any anatomy",
+            path=path,
+            hint="remove the file (a thumbnail or icon?) or replace it with the full image.",
+        )
+
 
 _BINARY_SETS = (frozenset({0, 1}), frozenset({0, 255}))
 
@@ -132,6 +154,7 @@ def load_case(case: Case, dataset: Dataset) -> tuple[np.ndarray, dict[str, np.nd
             image; unreadable files raise the reader's error.
     """
     image, _info = read_image(case.image)
+    check_radiograph_size(image.shape, case.image)
     pixels: dict[Path, np.ndarray] = {}
     masks: dict[str, np.ndarray] = {}
     for structure in dataset.structures:
@@ -152,3 +175,40 @@ def load_case(case: Case, dataset: Dataset) -> tuple[np.ndarray, dict[str, np.nd
             union |= foreground(pixels[path], structure, dataset.labels)
         masks[structure] = union.astype(np.uint8)
     return image, masks
+
+
+#: How :func:`resize_pair` fits a case into the square network input.
+RESIZE_MODES = ("squash", "letterbox")
+
+
+def resize_pair(
+    image: np.ndarray, masks: dict[str, np.ndarray], size: int, mode: str = "squash"
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Resize an image (area/bilinear) and its masks (nearest) to ``size`` x ``size``.
+
+    Args:
+        image: float32 (H, W).
+        masks: name -> uint8 (H, W).
+        size: Output side in pixels.
+        mode: ``squash`` (ignore the aspect ratio) or ``letterbox`` (keep it, pad with 0).
+    """
+    height, width = image.shape[:2]
+    if mode == "squash":
+        inner = (size, size)
+    else:
+        scale = size / max(height, width)
+        inner = (max(1, round(height * scale)), max(1, round(width * scale)))
+    if inner != (height, width):
+        shrink = inner[0] < height or inner[1] < width
+        interp = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+        image = cv2.resize(image, inner[::-1], interpolation=interp)
+        masks = {
+            k: cv2.resize(m, inner[::-1], interpolation=cv2.INTER_NEAREST_EXACT)
+            for k, m in masks.items()
+        }
+    if inner != (size, size):
+        top, left = (size - inner[0]) // 2, (size - inner[1]) // 2
+        pad = ((top, size - inner[0] - top), (left, size - inner[1] - left))
+        image = np.pad(image, pad)
+        masks = {k: np.pad(m, pad) for k, m in masks.items()}
+    return np.clip(image, 0.0, 1.0).astype(np.float32), masks

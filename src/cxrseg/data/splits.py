@@ -29,9 +29,10 @@ from typing import Any
 
 import numpy as np
 
+from cxrseg.checks import check_fraction
 from cxrseg.data.dataset import natural_key
 from cxrseg.errors import InputError
-from cxrseg.io import write_json
+from cxrseg.io import atomic_write, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -135,11 +136,6 @@ class Splits:
         return base.select(fold)
 
 
-def _check_fraction(name: str, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-        raise ValueError(f"{name} must be a number in [0, 1), got {value!r}.")
-
-
 def _count(total: int, fraction: float) -> int:
     """Cases for a fraction: rounded, and at least one when the fraction is above 0."""
     if fraction <= 0:
@@ -175,8 +171,8 @@ def make_splits(
     if len(set(ids)) != len(ids):
         repeated = sorted({i for i in ids if ids.count(i) > 1}, key=natural_key)
         raise ValueError(f"case ids must be distinct; repeated: {repeated[:10]}.")
-    _check_fraction("val_fraction", val_fraction)
-    _check_fraction("test_fraction", test_fraction)
+    check_fraction("val_fraction", val_fraction)
+    check_fraction("test_fraction", test_fraction)
     if folds is not None and (isinstance(folds, bool) or not isinstance(folds, int) or folds < 2):
         raise ValueError(f"folds must be an integer >= 2 (or None), got {folds!r}.")
     n_test = _count(len(ids), test_fraction)
@@ -294,3 +290,34 @@ def load_or_create_splits(
             *requested,
         )
     return saved.select(fold)
+
+
+def adopt_splits(given: str | Path, target: Path, case_ids: Sequence[str]) -> None:
+    """Check a user's ``splits.json`` against the data, then copy it to ``target`` atomically.
+
+    Errors name the user's file (``given``), not the copy.
+
+    Raises:
+        InputError: ``given`` is missing, unreadable, or lists cases the data do not have.
+    """
+    given = Path(given)
+    if not given.is_file():
+        raise InputError("splits file not found.", path=given, hint="check --splits.")
+    try:
+        saved = Splits.from_dict(json.loads(given.read_text(encoding="utf-8")), 0)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(
+            f"not a readable splits file ({exc})",
+            path=given,
+            hint="give the splits.json of an earlier run (every run folder holds one).",
+        ) from exc
+    unknown = sorted(set(saved.ids) - set(map(str, case_ids)), key=natural_key)
+    if unknown:
+        raise InputError(
+            f"lists {len(unknown)} case(s) that are not in the dataset, e.g. "
+            f"{', '.join(unknown[:5])}",
+            path=given,
+            hint="give the splits.json made for this dataset, or leave --splits out.",
+        )
+    with atomic_write(target) as tmp:
+        tmp.write_bytes(given.read_bytes())

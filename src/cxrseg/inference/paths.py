@@ -6,6 +6,7 @@
     labels/<id>.png                     0 = background, k = k-th structure (label_map=True)
     probabilities/<structure>/<id>.png  16-bit, probability x 65535 (save_probabilities=True)
     overlays/<id>.png                   the radiograph with the masks drawn over it (overlays=True)
+    dicom-seg/<id>.dcm                  a DICOM Segmentation of each DICOM input (formats)
     predictions.json                    the model, settings, the source file and flags of every id
 
 Every case in ``predictions.json`` has ``flags``: an empty list when the prediction looks
@@ -20,7 +21,6 @@ A file that cannot be read is listed in the summary and the others are still pro
 
 from __future__ import annotations
 
-import glob
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -29,29 +29,24 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cxrseg.data import natural_key
+from cxrseg.data.loading import check_radiograph_size
 from cxrseg.errors import InputError
-from cxrseg.io import (
-    IMAGE_EXTENSIONS,
-    atomic_write,
-    is_image_file,
-    read_image,
-    write_image,
-    write_json,
-    write_mask,
-)
+from cxrseg.inference.inputs import InputFiles, check_ids, check_out, expand_inputs
+from cxrseg.io import atomic_write, inside, read_image, write_image, write_json, write_mask
+from cxrseg.io.dicom_seg import require_highdicom, write_dicom_seg
 from cxrseg.quality import Flag, header_flags
 from cxrseg.report.contact_sheet import overlay
 
 if TYPE_CHECKING:
     from cxrseg.inference.predictor import Prediction, Predictor
 
-__all__ = ["InputFiles", "PredictSummary", "expand_inputs", "predict_paths"]
+__all__ = ["OUTPUT_FORMATS", "InputFiles", "PredictSummary", "expand_inputs", "predict_paths"]
 
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
-_GLOB_CHARS = frozenset("*?[")
+#: ``png``: masks/ (or labels/) PNGs; ``dicom-seg``: a DICOM SEG per DICOM input (highdicom).
+OUTPUT_FORMATS = ("png", "dicom-seg")
 
 
 @dataclass
@@ -64,113 +59,15 @@ class PredictSummary:
         failed: ``(path, message)`` of every input that could not be used.
         skipped: Files in input folders that are not images (not an error).
         flagged: ``{id: [Flag, ...]}`` of the written cases with quality flags.
+        dicom_seg: Ids of the cases with a DICOM SEG (``formats`` with ``dicom-seg``).
     """
 
     out: Path
     written: list[str] = field(default_factory=list)
     flagged: dict[str, list[Flag]] = field(default_factory=dict)
+    dicom_seg: list[str] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)
-
-
-@dataclass
-class InputFiles:
-    """What :func:`expand_inputs` found.
-
-    Attributes:
-        files: Image files, in order, each once.
-        folders: The folders given.
-        failed: ``(path, reason)`` of inputs that are missing or not images.
-        skipped: Files in the folders (or glob matches) that are not images.
-    """
-
-    files: list[Path] = field(default_factory=list)
-    folders: list[Path] = field(default_factory=list)
-    failed: list[tuple[Path, str]] = field(default_factory=list)
-    skipped: list[Path] = field(default_factory=list)
-
-
-def expand_inputs(inputs: Iterable[str | Path]) -> InputFiles:
-    """Files, folders (their image files, not recursive) and globs -> image files.
-
-    Folder contents and glob matches are sorted naturally (``case2`` before ``case10``); a
-    file found twice is kept once. A path that does not exist, a glob without matches and a
-    file given by name that cxrseg cannot read as an image are listed as failed.
-    """
-
-    found = InputFiles()
-    seen: set[Path] = set()
-
-    def add(path: Path) -> None:
-        key = path.resolve()
-        if key not in seen:
-            seen.add(key)
-            found.files.append(path)
-
-    def by_name(paths: Iterable[Path]) -> list[Path]:
-        return sorted(paths, key=lambda p: natural_key(str(p)))
-
-    for item in inputs:
-        path = Path(item)
-        text = str(item)
-        if path.is_dir():
-            found.folders.append(path)
-            for child in by_name(p for p in path.iterdir() if p.is_file()):
-                if is_image_file(child):
-                    add(child)
-                elif not child.name.startswith("."):
-                    found.skipped.append(child)
-        elif path.is_file():
-            if is_image_file(path):
-                add(path)
-            else:
-                found.failed.append((path, f"not an image type cxrseg reads "
-                                           f"({', '.join(sorted(IMAGE_EXTENSIONS))})"))  # fmt: skip
-        elif _GLOB_CHARS & set(text):
-            matches = by_name(Path(p) for p in glob.glob(text, recursive=True))
-            images = [p for p in matches if p.is_file() and is_image_file(p)]
-            found.skipped.extend(p for p in matches if p.is_file() and not is_image_file(p))
-            if not images:
-                found.failed.append((path, "the pattern matches no image file"))
-            for image in images:
-                add(image)
-        else:
-            found.failed.append((path, "no such file or folder"))
-    return found
-
-
-def _check_ids(files: Sequence[Path]) -> None:
-    by_id: dict[str, list[Path]] = {}
-    for path in files:
-        by_id.setdefault(path.stem, []).append(path)
-    clashes = {k: v for k, v in by_id.items() if len(v) > 1}
-    if clashes:
-        listed = "; ".join(f"{k}: {', '.join(map(str, v))}" for k, v in clashes.items())
-        raise InputError(
-            f"several inputs have the same id (file stem), so their outputs would collide: "
-            f"{listed}",
-            hint="give only one file per id, or rename one of them",
-        )
-
-
-def _check_out(out: Path, found: InputFiles) -> None:
-    """Refuse an output folder that is, contains or lies inside an input folder or file."""
-    target = out.resolve()
-    for folder in found.folders:
-        place = folder.resolve()
-        if target == place or target.is_relative_to(place) or place.is_relative_to(target):
-            raise InputError(
-                f"the output folder would be mixed with the input folder {folder}",
-                path=out,
-                hint="choose an --out folder outside the inputs",
-            )
-    for file in found.files:
-        if file.resolve().is_relative_to(target):
-            raise InputError(
-                f"the output folder holds the input {file}; writing there could overwrite it",
-                path=out,
-                hint="choose an --out folder outside the inputs",
-            )
 
 
 def predict_paths(
@@ -183,6 +80,7 @@ def predict_paths(
     overlays: bool = False,
     batch_size: int | None = None,
     progress: Progress | None = None,
+    formats: Sequence[str] = ("png",),
 ) -> PredictSummary:
     """Predict every input image and write the results under ``out`` (layout above).
 
@@ -195,15 +93,20 @@ def predict_paths(
         overlays: Also write overlay PNGs.
         batch_size: Images read and predicted together (default: the predictor's).
         progress: Called with ``(done, total)`` after each batch.
+        formats: Of :data:`OUTPUT_FORMATS`. With ``dicom-seg`` every DICOM input also gets
+            ``dicom-seg/<id>.dcm`` (:func:`cxrseg.io.dicom_seg.write_dicom_seg`); another input
+            gets none, and fails when ``png`` is not asked for either.
 
     Returns:
         The summary; ``failed`` lists unreadable inputs, which did not stop the others.
 
     Raises:
         InputError: No input at all, two inputs with the same id, an output folder that
-            overlaps the inputs, or a label map asked of a model whose structures overlap.
+            overlaps the inputs, a label map asked of a model whose structures overlap, an
+            unknown format, or ``dicom-seg`` without highdicom.
     """
     out = Path(out)
+    formats = _check_formats(formats)
     info = predictor.info
     if label_map and info.mode == "sigmoid" and len(info.labels) > 1:
         raise InputError(
@@ -214,8 +117,8 @@ def predict_paths(
     found = expand_inputs(inputs)
     if not found.files and not found.failed:
         raise InputError("no image files among the inputs", hint="give image files or folders")
-    _check_ids(found.files)
-    _check_out(out, found)
+    check_ids(found.files)
+    check_out(out, found)
     for path in found.skipped:
         logger.info("skipped %s: not an image file", path)
     summary = PredictSummary(out, failed=list(found.failed), skipped=list(found.skipped))
@@ -227,13 +130,20 @@ def predict_paths(
         images, paths = _read_all(chunk, summary.failed)
         predictions = predictor.predict_batch(images, probabilities=save_probabilities)
         for path, image, prediction in zip(paths, images, predictions, strict=True):
+            seg = _write_seg(out, path, prediction, predictor, formats, summary.failed)
+            if seg is False:
+                continue
             flags = [*prediction.flags, *dicom_flags(path)]
-            _write_case(out, path.stem, image, prediction, info.labels, label_map, overlays, flags)
+            _write_case(out, path.stem, image, prediction, info.labels, label_map, overlays,
+                        flags, masks="png" in formats)  # fmt: skip
             summary.written.append(path.stem)
             if flags:
                 summary.flagged[path.stem] = flags
+            if seg:
+                summary.dicom_seg.append(path.stem)
             records.append({"id": path.stem, "source": str(path), "shape": list(image.shape),
-                            "flags": [flag.to_dict() for flag in flags]})  # fmt: skip
+                            "flags": [flag.to_dict() for flag in flags],
+                            "dicom_seg": seg})  # fmt: skip
         done += len(chunk)
         if progress is not None:
             progress(done, total)
@@ -250,6 +160,7 @@ def _read_all(
     for path in paths:
         try:
             image, _ = read_image(path)
+            check_radiograph_size(image.shape, path)
         except (ValueError, OSError) as exc:  # InputError is a ValueError
             message = getattr(exc, "reason", None) or str(exc)
             failed.append((path, message))
@@ -269,20 +180,68 @@ def _write_case(
     label_map: bool,
     overlays: bool,
     flags: Sequence[Flag] = (),
+    masks: bool = True,
 ) -> None:
-
-    if label_map:
+    # every name in these paths was checked where it was read; inside() checks the result too
+    if masks and label_map:
         labelled = np.zeros(image.shape, np.uint8)
         for k, name in enumerate(labels, start=1):  # a later structure wins where they meet
             labelled[prediction.masks[name] > 0] = k
-        write_mask(out / "labels" / f"{case_id}.png", labelled)
-    else:
+        write_mask(inside(out, out / "labels" / f"{case_id}.png"), labelled)
+    elif masks:
         for name in labels:
-            write_mask(out / "masks" / name / f"{case_id}.png", prediction.masks[name] * 255)
+            target = inside(out, out / "masks" / name / f"{case_id}.png")
+            write_mask(target, prediction.masks[name] * 255)
     for name, prob in (prediction.probabilities or {}).items():
-        write_image(out / "probabilities" / name / f"{case_id}.png", prob, bit_depth=16)
+        target = inside(out, out / "probabilities" / name / f"{case_id}.png")
+        write_image(target, prob, bit_depth=16)
     if overlays:
-        _write_overlay(out / "overlays" / f"{case_id}.png", image, prediction.masks, flags)
+        target = inside(out, out / "overlays" / f"{case_id}.png")
+        _write_overlay(target, image, prediction.masks, flags)
+
+
+def _check_formats(formats: Sequence[str]) -> tuple[str, ...]:
+    """The formats asked for, checked; highdicom imported when a DICOM SEG is among them."""
+    chosen = tuple(dict.fromkeys(formats))
+    unknown = [name for name in chosen if name not in OUTPUT_FORMATS]
+    if unknown or not chosen:
+        raise InputError(
+            f"output format {', '.join(unknown) or '(none)'} is not one of "
+            f"{', '.join(OUTPUT_FORMATS)}",
+            hint="use --output-format png, dicom-seg or png,dicom-seg",
+        )
+    if "dicom-seg" in chosen:
+        require_highdicom()  # before any prediction: the message names the extra
+    return chosen
+
+
+def _write_seg(
+    out: Path,
+    path: Path,
+    prediction: Prediction,
+    predictor: Predictor,
+    formats: Sequence[str],
+    failed: list[tuple[Path, str]],
+) -> str | None | bool:
+    """Write ``dicom-seg/<id>.dcm`` when asked and ``path`` is DICOM: its path relative to
+    ``out``, ``None`` when none was due, ``False`` (listed in ``failed``) when it failed."""
+    if "dicom-seg" not in formats:
+        return None
+    from pydicom.misc import is_dicom
+
+    if "png" in formats and not is_dicom(path):
+        return None  # PNG masks for this one; a SEG only references DICOM sources
+    target = Path("dicom-seg") / f"{path.stem}.dcm"
+    source = Path(predictor.source) if predictor.source is not None else Path("cxrseg")
+    model = source.parent.name if source.name in ("best", "last") else source.stem
+    masks = {name: prediction.masks[name] for name in predictor.info.labels}
+    try:
+        write_dicom_seg(out / target, path, masks, model_name=model)
+    except InputError as exc:
+        failed.append((path, getattr(exc, "reason", None) or str(exc)))
+        logger.warning("no DICOM SEG for %s: %s", path, exc)
+        return False
+    return target.as_posix()
 
 
 def _write_overlay(

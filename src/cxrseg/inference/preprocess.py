@@ -1,7 +1,7 @@
 """The image preparation of training, in NumPy, and its inverse for the network's outputs.
 
 Training resizes every case to the square ``input_size`` with
-:func:`cxrseg.augment.resample_cv.resize_pair` (``"squash"`` ignores the aspect ratio,
+:func:`cxrseg.data.loading.resize_pair` (``"squash"`` ignores the aspect ratio,
 ``"letterbox"`` keeps it and pads with 0) and normalises batches on the device with
 :func:`cxrseg.training.dataset.normalize_batch`. :func:`prepare` does exactly the same in
 NumPy (no torch, so the ONNX path runs without it), and :func:`restore` maps ``(C, S, S)``
@@ -14,7 +14,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from cxrseg.augment.resample_cv import RESIZE_MODES, resize_pair
+from cxrseg.data.loading import RESIZE_MODES, resize_pair
 
 __all__ = ["NORMALIZATIONS", "RESIZE_MODES", "content_box", "normalize", "prepare", "restore"]
 

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cxrseg.checks import check_int, check_one_of
 from cxrseg.models.blocks import NORMS, UPSAMPLES, ConvBlock, Down, Up
 
 logger = logging.getLogger(__name__)
@@ -17,21 +18,6 @@ PAD_MODES = ("reflect", "zeros", "replicate")
 """How :class:`UNet` pads inputs whose size is not a multiple of ``2 ** (depth - 1)``."""
 
 _TORCH_PAD_MODE = {"reflect": "reflect", "zeros": "constant", "replicate": "replicate"}
-
-
-def _check_int(name: str, value: Any, low: int, high: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
-    if value < low or (high is not None and value > high):
-        bounds = f"between {low} and {high}" if high is not None else f">= {low}"
-        raise ValueError(f"{name} must be {bounds}, got {value}")
-
-
-def _check_choice(name: str, value: Any, options: tuple[str, ...]) -> None:
-    if value not in options:
-        raise ValueError(
-            f"{name}={value!r} is not known; use one of {', '.join(map(repr, options))}"
-        )
 
 
 class UNet(nn.Module):
@@ -85,13 +71,13 @@ class UNet(nn.Module):
         pad_mode: str = "reflect",
     ):
         super().__init__()
-        _check_int("in_channels", in_channels, 1)
-        _check_int("num_classes", num_classes, 1)
-        _check_int("depth", depth, 2, 7)
-        _check_int("base_channels", base_channels, 1)
-        _check_choice("norm", norm, NORMS)
-        _check_choice("upsample", upsample, UPSAMPLES)
-        _check_choice("pad_mode", pad_mode, PAD_MODES)
+        check_int("in_channels", in_channels, minimum=1)
+        check_int("num_classes", num_classes, minimum=1)
+        check_int("depth", depth, minimum=2, maximum=7)
+        check_int("base_channels", base_channels, minimum=1)
+        check_one_of("norm", norm, NORMS)
+        check_one_of("upsample", upsample, UPSAMPLES)
+        check_one_of("pad_mode", pad_mode, PAD_MODES)
         if not 0.0 <= float(dropout) < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         if deep_supervision and depth < 3:

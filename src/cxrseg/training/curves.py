@@ -17,6 +17,8 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
+from cxrseg.io import atomic_write
+
 __all__ = ["metric_columns", "plot_curves", "read_metrics_csv", "write_metrics_csv"]
 
 _COLORS = [
@@ -39,8 +41,6 @@ def metric_columns(structures: Sequence[str]) -> list[str]:
 
 def write_metrics_csv(path: str | Path, rows: Sequence[dict[str, Any]], columns: list[str]) -> None:
     """Write one row per epoch (atomically); missing values are left empty."""
-    from cxrseg.io import atomic_write
-
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
@@ -84,8 +84,6 @@ def plot_curves(
         structures: Structure names whose ``val_dice_<name>`` to draw.
         title: Text above the panels.
     """
-    from cxrseg.io import atomic_write
-
     width, height = 1000, 420
     canvas = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(canvas)

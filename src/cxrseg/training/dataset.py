@@ -9,7 +9,7 @@ pairs, which keeps persistent workers in step with the epoch.
 
 Normalisation (:func:`normalize_batch`) runs on the training device after the augmentation,
 so CPU and on-device augmentation see the same [0, 1] images. Prediction must apply the same
-resize (:func:`cxrseg.augment.resample_cv.resize_pair`, ``resize`` in the checkpoint) and
+resize (:func:`cxrseg.data.loading.resize_pair`, ``resize`` in the checkpoint) and
 normalisation (``normalization`` in the checkpoint).
 """
 
@@ -22,15 +22,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset as TorchDataset
+from torch.utils import data as torch_data
 from torch.utils.data import DistributedSampler, Sampler
 
 from cxrseg.augment.pipeline import Pipeline
-from cxrseg.augment.resample_cv import resize_pair
 from cxrseg.data import load_case
+from cxrseg.data.loading import resize_pair
 
 if TYPE_CHECKING:
-    from cxrseg.data import Case, Dataset
+    from cxrseg.data import Case, CaseFolder
 
 __all__ = [
     "CachedCases",
@@ -94,7 +94,7 @@ class CachedCases:
 
 
 def cache_cases(
-    dataset: Dataset,
+    dataset: CaseFolder,
     cases: Sequence[Case],
     size: int,
     resize: str = "squash",
@@ -133,7 +133,7 @@ def cache_cases(
 # --- dataset and sampler ------------------------------------------------------------------
 
 
-class SegmentationDataset(TorchDataset):
+class SegmentationDataset(torch_data.Dataset):
     """Samples of cached cases, augmented on the CPU or handed out raw.
 
     ``dataset[(epoch, index)]`` (what :class:`EpochSampler` yields) or ``dataset[index]``

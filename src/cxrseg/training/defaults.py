@@ -29,6 +29,9 @@ import numpy as np
 import torch
 
 from cxrseg.errors import InputError
+from cxrseg.io import read_image_info
+from cxrseg.losses import infer_mode
+from cxrseg.training.config import default_augmentation
 from cxrseg.training.precision import autocast_dtype
 
 if TYPE_CHECKING:
@@ -78,8 +81,6 @@ def pick_device(requested: str) -> torch.device:
 
 def pick_size(cases: Sequence[Case]) -> tuple[int, str]:
     """Median longer side of the images, rounded to a multiple of 32, capped at 512."""
-    from cxrseg.io import read_image_info
-
     infos = [read_image_info(case.image, pixel_range=False) for case in cases]
     sides = [max(info.height, info.width) for info in infos]
     median = statistics.median(sides)
@@ -93,8 +94,6 @@ def pick_mode(masks: np.ndarray) -> tuple[str, str]:
     Args:
         masks: (N, K, H, W) masks of the training cases.
     """
-    from cxrseg.losses import infer_mode
-
     mode = infer_mode(list(masks))
     why = "structures overlap" if mode == "sigmoid" else "structures never overlap"
     return mode, f"{why} in the training masks"
@@ -184,8 +183,6 @@ def resolve_config(
         device: The training device.
         reasons: Receives a one-line reason per option picked here.
     """
-    from cxrseg.training.config import default_augmentation
-
     changes: dict[str, Any] = {}
     if config.mode is None:
         changes["mode"], reasons["mode"] = pick_mode(train.masks)

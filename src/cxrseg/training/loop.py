@@ -24,9 +24,12 @@ import torch
 from torch import nn
 
 from cxrseg.errors import CxrsegError
+from cxrseg.losses import logits_to_masks, masks_to_target
+from cxrseg.metrics import dice_per_structure
 from cxrseg.training.config import TrainConfig
 from cxrseg.training.dataset import normalize_batch
 from cxrseg.training.distributed import DistInfo, all_reduce_sum
+from cxrseg.training.events import EventCallback, TrainEvent
 from cxrseg.training.schedule import EarlyStopping, build_scheduler, lr_factor
 
 __all__ = [
@@ -35,6 +38,7 @@ __all__ = [
     "EvalResult",
     "StepSettings",
     "TrainingStopped",
+    "with_what_was_kept",
     "build_optimizer",
     "build_scheduler",
     "evaluate",
@@ -43,8 +47,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-EventCallback = Callable[[dict[str, Any]], None]
 
 
 class TrainingStopped(CxrsegError):
@@ -107,8 +109,6 @@ def _prepare(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Move a batch to the device, augment it there if asked, normalise; return
     ``(inputs (N, 1, H, W), masks (N, K, H, W) uint8, target)``."""
-    from cxrseg.losses import masks_to_target
-
     images = batch["image"].to(settings.device, non_blocking=True)
     masks = batch["masks"].to(settings.device, non_blocking=True)
     if augment is not None:
@@ -146,7 +146,7 @@ class EpochOptions:
         augment: ``augment(images, masks, indices) -> (images, masks)`` on the device, or
             ``None`` when the loader already augments.
         scaler: Gradient scaler for float16 autocast.
-        on_event: Receives ``{"event": "step", ...}`` after each batch.
+        on_event: Receives a ``step`` :class:`~cxrseg.training.events.TrainEvent` after each batch.
     """
 
     epoch: int = 1
@@ -203,8 +203,8 @@ def train_one_epoch(
         total += step_stats
         if options.on_event is not None:
             loss_value = float(step_stats[0]) / max(float(step_stats[1]), 1.0)
-            options.on_event({"event": "step", "epoch": options.epoch, "step": step,
-                              "steps": steps, "loss": loss_value})  # fmt: skip
+            values = {"epoch": options.epoch, "step": step, "steps": steps, "loss": loss_value}
+            options.on_event(TrainEvent("step", values))
         waited = time.perf_counter()
     if total[1] == 0:
         raise TrainingStopped(
@@ -230,7 +230,7 @@ def _step_stats(
     if stats[2] > 0:
         raise TrainingStopped(
             f"the training loss became {value} at epoch {options.epoch}, step {step}; "
-            "training stopped and the last good checkpoint was kept. Fix: lower the "
+            "training stopped. Fix: lower the "
             f"learning rate (e.g. --lr {optimizer.param_groups[0]['lr'] / 3:.2g}), or "
             "check the images for NaN values."
         )
@@ -312,9 +312,6 @@ def evaluate(
         keep_predictions: Also return this process's predicted and reference masks (used to
             choose the post-processing).
     """
-    from cxrseg.losses import logits_to_masks
-    from cxrseg.metrics import dice_per_structure
-
     model.eval()
     sums = torch.zeros(num_structures + 2, dtype=torch.float64)  # loss, count, dice per K
     preds: list[np.ndarray] = []
@@ -345,3 +342,14 @@ def evaluate(
         references=np.concatenate(refs) if refs else None,
         indices=indices,
     )
+
+
+def with_what_was_kept(message: str, saved_epoch: int) -> str:
+    """``message`` with what the run folder still holds said truthfully, before its fix."""
+    reason, _, fix = message.partition(" Fix: ")
+    kept = (
+        f" The checkpoints of epoch {saved_epoch} (best/, last/) are kept."
+        if saved_epoch > 0
+        else " No checkpoint was written: it stopped before the first epoch ended."
+    )
+    return reason.rstrip(".") + "." + kept + (f" Fix: {fix}" if fix else "")

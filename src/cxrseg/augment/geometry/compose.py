@@ -20,7 +20,6 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from cxrseg.augment.geometry import kernels
 from cxrseg.augment.geometry.maps import (
     MapPair,
     Maps,
@@ -150,6 +149,9 @@ def _run_map(height: int, width: int, run: Sequence[Described]) -> MapPair:
             matrix = compose_affine(matrix, step)
         return affine_map(height, width, matrix)  # type: ignore[return-value]
     mesh = run[0] if len(run) == 1 else None
+    # lazy: start-up time (the kernels import numba, about a second)
+    from cxrseg.augment.geometry import kernels
+
     if kernels.available():
         maps = kernels.evaluate_grid(height, width, kernels.plan(height, width, run))
     else:
@@ -212,6 +214,9 @@ def compose_maps(first: Maps, second: Maps) -> Maps:
     if _described(second) is not None:
         return chain_map(fx.shape[0], fx.shape[1], [first, second])
     height, width = fx.shape
+    # lazy: start-up time (the kernels import numba, about a second)
+    from cxrseg.augment.geometry import kernels
+
     if kernels.available():
         maps = kernels.evaluate_at(kernels.plan(height, width, steps), sx, sy)
     else:

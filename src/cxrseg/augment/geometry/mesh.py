@@ -16,7 +16,6 @@ from functools import lru_cache
 
 import numpy as np
 
-from cxrseg.augment.geometry import kernels
 from cxrseg.augment.geometry.maps import (
     MapPair,
     Maps,
@@ -204,6 +203,9 @@ def mesh_map(
     d = d.copy()
     d.flags.writeable = False
     spec = MeshSpec(grid_width, grid_height, d)
+    # lazy: start-up time (the kernels import numba, about a second)
+    from cxrseg.augment.geometry import kernels
+
     if kernels.available():
         dx, dy = kernels.evaluate_grid(height, width, kernels.plan(height, width, [spec]))
     else:
