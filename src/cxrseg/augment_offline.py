@@ -36,6 +36,7 @@ from cxrseg.data import discover, load_case
 from cxrseg.data.loading import RESIZE_MODES, resize_pair
 from cxrseg.errors import InputError
 from cxrseg.io import atomic_write, read_image_info, write_image, write_mask
+from cxrseg.io.folders import LOCK_NAME, folder_lock
 
 __all__ = [
     "RESIZE_MODES",
@@ -130,7 +131,7 @@ def _check_out(out: Path, dataset: Any, pipeline: Pipeline) -> None:
                 path=out,
                 hint="choose a new --out, or rerun with the same pipeline and --seed.",
             )
-    elif out.is_dir() and any(out.iterdir()):
+    elif out.is_dir() and any(p.name != LOCK_NAME for p in out.iterdir()):
         raise InputError(
             "the output folder is not empty and holds no earlier augment run (pipeline.yaml).",
             path=out,
@@ -189,6 +190,21 @@ def augment_dataset(
         )
     out = Path(out)
     _check_out(out, dataset, pipeline)
+    with folder_lock(out, "augment"):  # one command at a time writes into a folder
+        return _write_samples(dataset, out, n, pipeline, size, resize, workers, progress)
+
+
+def _write_samples(
+    dataset: Any,
+    out: Path,
+    n: int,
+    pipeline: Pipeline,
+    size: int,
+    resize: str,
+    workers: int,
+    progress: Callable[[int, int], None] | None,
+) -> AugmentSummary:
+    """The samples of :func:`augment_dataset` not yet in ``out``, then the final manifest."""
     structures = list(dataset.structures)
 
     manifest = out / MANIFEST

@@ -11,7 +11,12 @@ from pathlib import Path
 
 
 class CxrsegError(Exception):
-    """Base class of the errors cxrseg raises on purpose."""
+    """Base class of the errors cxrseg raises on purpose.
+
+    The command line prints the message as one line and exits with :attr:`exit_code`.
+    """
+
+    exit_code: int = 2
 
 
 class InputError(CxrsegError, ValueError):
@@ -29,5 +34,6 @@ class InputError(CxrsegError, ValueError):
         self.hint = hint
         text = f"{self.path}: {message}" if self.path is not None else message
         if hint:
-            text = f"{text} Fix: {hint}"
+            stop = "" if text.rstrip().endswith((".", "!", "?", ":")) else "."
+            text = f"{text}{stop} Fix: {hint}"
         super().__init__(text)

@@ -114,6 +114,17 @@ class _Mesh(SpatialTransform):
                 f"than the {width} x {height} image.",
                 hint="use at most one tile per pixel (grid_width <= width, grid_height <= height).",
             )
+        cell = min(width / self.grid_width, height / self.grid_height)
+        magnitude = float(getattr(self, "magnitude", 0))
+        if magnitude > cell:
+            raise InputError(
+                f"{self.name}: magnitude {magnitude:g} px is larger than a grid cell "
+                f"({cell:g} px for a {self.grid_width} x {self.grid_height} grid on a "
+                f"{width} x {height} image); a vertex moved past its neighbours folds the image "
+                "over itself (black images, empty masks).",
+                hint=f"use magnitude <= {math.floor(cell)} (the default recipe uses 3 to 4 at "
+                "256 px), or fewer grid tiles.",
+            )
 
     def maps(self, params: Params, height: int, width: int) -> Maps:
         displacements = np.asarray(params["displacements"], dtype=np.float32)

@@ -9,11 +9,11 @@ from contextlib import contextmanager
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from cxrseg._version import __version__
+from cxrseg.cli._boundary import BoundaryGroup, print_error
+from cxrseg.cli._console import console, err_console
 from cxrseg.cli._help import App
-from cxrseg.errors import CxrsegError
 
 app = App(
     name="cxrseg",
@@ -22,10 +22,8 @@ app = App(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # click's plain help: see cxrseg.cli._help
+    cls=BoundaryGroup,  # every command's exceptions end in one message (see _boundary)
 )
-
-console = Console(stderr=False, highlight=False, soft_wrap=True)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _version_callback(value: bool) -> None:
@@ -53,8 +51,8 @@ def _root(
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
-    """Print ``message`` as an error on stderr and return the exit to raise."""
-    err_console.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    """Print ``message`` (plain text, markup is escaped) as an error; return the exit to raise."""
+    print_error(message)
     return typer.Exit(code)
 
 
@@ -92,9 +90,5 @@ def progress_bar(description: str, enabled: bool = True) -> Iterator[Callable[[i
 
 
 def main() -> None:
-    """Entry point of the ``cxrseg`` console script."""
-    try:
-        app()
-    except CxrsegError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
-        sys.exit(2)
+    """Entry point of the ``cxrseg`` console script (errors: :mod:`cxrseg.cli._boundary`)."""
+    app()

@@ -80,7 +80,9 @@ def augment_command(
             )
     except (ValueError, TypeError) as exc:
         raise fail(str(exc)) from exc
+    from rich.markup import escape  # lazy: start-up time
+
     console.print(
-        f"{summary.written} samples written, {summary.skipped} already there: {summary.out} "
-        f"(manifest {summary.manifest.name})"
+        f"{summary.written} samples written, {summary.skipped} already there: "
+        f"{escape(str(summary.out))} (manifest {escape(summary.manifest.name)})"
     )

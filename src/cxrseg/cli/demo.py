@@ -59,7 +59,7 @@ def demo_command(
         with _DemoProgress(enabled=not quiet) as report:
             result = run_demo(out, settings, overwrite=overwrite, device=device, on_event=report)
     except (CxrsegError, ValueError) as exc:
-        raise fail(escape(str(exc))) from exc
+        raise fail(str(exc)) from exc
     table = Table(title="Held-out phantoms", title_justify="left")
     table.add_column("structure")
     table.add_column("mean Dice", justify="right")

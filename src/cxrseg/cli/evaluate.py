@@ -75,9 +75,9 @@ def evaluate_command(
                 workers=workers,
             )
     except MismatchError as exc:
-        raise fail(escape(str(exc)), code=1) from exc
+        raise fail(str(exc), code=1) from exc
     except (ValueError, TypeError) as exc:  # InputError included
-        raise fail(escape(str(exc))) from exc
+        raise fail(str(exc)) from exc
     unit = "mm" if "hd95_mm" in result.metrics else "px"
     table = Table(title=f"{len(result.cases)} cases", title_justify="left")
     for column in ("structure", "Dice mean ± std", "median", "p05", f"HD95 median ({unit})", "n"):

@@ -117,7 +117,7 @@ def predict_command(
                                     save_probabilities=probabilities, overlays=overlays,
                                     progress=progress, formats=formats)  # fmt: skip
     except (CxrsegError, ValueError) as exc:
-        raise fail(escape(str(exc))) from exc
+        raise fail(str(exc)) from exc
     layout = "labels/<id>.png" if label_map else "masks/<structure>/<id>.png"
     layouts = [layout] if "png" in formats else []
     if "dicom-seg" in formats:
@@ -198,9 +198,9 @@ def export_command(
         target = out if out is not None else default_export_path(run, format)
         written = export_model(run, target, format, check=check, opset=opset)
     except ExportCheckError as exc:
-        raise fail(escape(str(exc)), code=1) from exc
+        raise fail(str(exc), code=1) from exc
     except CxrsegError as exc:
-        raise fail(escape(str(exc))) from exc
+        raise fail(str(exc)) from exc
     sidecar = written.with_suffix(".json")
     diff = json.loads(sidecar.read_text(encoding="utf-8"))["export"].get("max_abs_diff")
     checked = "not checked" if diff is None else f"max abs difference to PyTorch {diff:.2g}"
@@ -244,7 +244,7 @@ def models_command(
             licences.append(f"{model}: {info['summary']}; weights licensed {info['license']} "
                             f"({info['license_file']})")  # fmt: skip
     except CxrsegError as exc:
-        raise fail(escape(str(exc))) from exc
+        raise fail(str(exc)) from exc
     console.print(table)
     for line in licences:
         console.print(escape(line))

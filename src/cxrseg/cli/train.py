@@ -156,7 +156,7 @@ def train_command(
             result = train(data, out, config, overrides=overrides, resume=resume, init=init,
                            splits=splits, on_event=report)  # fmt: skip
     except CxrsegError as exc:
-        raise fail(escape(str(exc))) from exc
+        raise fail(str(exc)) from exc
     dice = ", ".join(f"{k} {v:.4f}" for k, v in result.best_dice.items())
     console.print(
         f"Training {result.stopped} at epoch {result.epoch}; best epoch {result.best_epoch}: "

@@ -17,6 +17,7 @@ from __future__ import annotations
 from cxrseg.data.dataset import (
     DEFAULT_MASK_SUFFIXES,
     Case,
+    CaseFolder,
     Dataset,
     Problem,
     case_id_from_mask,
@@ -29,10 +30,17 @@ from cxrseg.data.discovery import discover, parse_labels, read_labels
 from cxrseg.data.folds import read_fold_file
 from cxrseg.data.layouts import LAYOUTS
 from cxrseg.data.loading import RESIZE_MODES, check_mask_values, load_case, resize_pair
-from cxrseg.data.splits import SPLITS_FILE, Splits, load_or_create_splits, make_splits
+from cxrseg.data.splits import (
+    SPLITS_FILE,
+    Splits,
+    adopt_splits,
+    load_or_create_splits,
+    make_splits,
+)
 from cxrseg.data.validation import CaseStats, ValidationReport, validate
 
 __all__ = [
+    "CaseFolder",
     "RESIZE_MODES",
     "resize_pair",
     "DEFAULT_MASK_SUFFIXES",
@@ -48,6 +56,7 @@ __all__ = [
     "check_mask_values",
     "discover",
     "load_case",
+    "adopt_splits",
     "load_or_create_splits",
     "make_splits",
     "natural_key",

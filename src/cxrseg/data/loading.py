@@ -25,6 +25,27 @@ from cxrseg.data.dataset import Case, Dataset
 from cxrseg.errors import InputError
 from cxrseg.io import read_image, read_mask
 
+#: Smallest image side accepted for training, augmentation and prediction: below it a chest
+#: radiograph has no anatomy left (the lungs would be a few pixels wide), so a smaller file
+#: is a thumbnail, an icon or a mistake, and silently upscaling it would train on noise.
+MIN_SIDE = 32
+
+
+def check_radiograph_size(shape: tuple[int, ...], path: Path) -> None:
+    """Refuse an image smaller than :data:`MIN_SIDE` on a side.
+
+    Raises:
+        InputError: Naming the file, its size and the minimum.
+    """
+    if min(shape[:2]) < MIN_SIDE:
+        raise InputError(
+            f"is {shape[1]} x {shape[0]} pixels; a chest radiograph needs at least "
+            f"{MIN_SIDE} x {MIN_SIDE} to show any anatomy",
+            path=path,
+            hint="remove the file (a thumbnail or icon?) or replace it with the full image.",
+        )
+
+
 _BINARY_SETS = (frozenset({0, 1}), frozenset({0, 255}))
 
 
@@ -133,6 +154,7 @@ def load_case(case: Case, dataset: Dataset) -> tuple[np.ndarray, dict[str, np.nd
             image; unreadable files raise the reader's error.
     """
     image, _info = read_image(case.image)
+    check_radiograph_size(image.shape, case.image)
     pixels: dict[Path, np.ndarray] = {}
     masks: dict[str, np.ndarray] = {}
     for structure in dataset.structures:

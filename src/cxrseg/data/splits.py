@@ -32,7 +32,7 @@ import numpy as np
 from cxrseg.checks import check_fraction
 from cxrseg.data.dataset import natural_key
 from cxrseg.errors import InputError
-from cxrseg.io import write_json
+from cxrseg.io import atomic_write, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -290,3 +290,34 @@ def load_or_create_splits(
             *requested,
         )
     return saved.select(fold)
+
+
+def adopt_splits(given: str | Path, target: Path, case_ids: Sequence[str]) -> None:
+    """Check a user's ``splits.json`` against the data, then copy it to ``target`` atomically.
+
+    Errors name the user's file (``given``), not the copy.
+
+    Raises:
+        InputError: ``given`` is missing, unreadable, or lists cases the data do not have.
+    """
+    given = Path(given)
+    if not given.is_file():
+        raise InputError("splits file not found.", path=given, hint="check --splits.")
+    try:
+        saved = Splits.from_dict(json.loads(given.read_text(encoding="utf-8")), 0)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(
+            f"not a readable splits file ({exc})",
+            path=given,
+            hint="give the splits.json of an earlier run (every run folder holds one).",
+        ) from exc
+    unknown = sorted(set(saved.ids) - set(map(str, case_ids)), key=natural_key)
+    if unknown:
+        raise InputError(
+            f"lists {len(unknown)} case(s) that are not in the dataset, e.g. "
+            f"{', '.join(unknown[:5])}",
+            path=given,
+            hint="give the splits.json made for this dataset, or leave --splits out.",
+        )
+    with atomic_write(target) as tmp:
+        tmp.write_bytes(given.read_bytes())

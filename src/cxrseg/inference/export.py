@@ -113,6 +113,12 @@ def export_model(
     _check_format(format)
     if isinstance(opset, bool) or not isinstance(opset, int) or opset < 17:
         raise InputError(f"opset {opset!r} is too old; use 17 or later", hint="use --opset 17")
+    if format == "onnx" and opset > max_opset():
+        raise InputError(
+            f"opset {opset} is newer than the installed exporter writes (torch "
+            f"{torch.__version__}: opsets 17 to {max_opset()})",
+            hint=f"use --opset {max_opset()} or lower, or upgrade torch.",
+        )
     model_file = locate_model(run_or_checkpoint)
     if model_file.kind != "checkpoint":
         raise InputError("is already an exported model", path=model_file.path,
@@ -188,6 +194,14 @@ def _quiet_export() -> Iterator[None]:
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         yield
+
+
+def max_opset() -> int:
+    """Newest ONNX opset the installed torch exporter (the TorchScript-based one) writes."""
+    from torch.onnx import _constants  # lazy: start-up time
+
+    names = ("ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", "ONNX_MAX_OPSET")
+    return int(next((getattr(_constants, n) for n in names if hasattr(_constants, n)), 17))
 
 
 def onnx_bytes(model: Any, example: Any, opset: int = 17, *, dynamic_size: bool = True) -> bytes:

@@ -58,6 +58,7 @@ def expand_inputs(inputs: Iterable[str | Path]) -> InputFiles:
         path = Path(item)
         text = str(item)
         if path.is_dir():
+            _refuse_model_folder(path)
             found.folders.append(path)
             for child in by_name(p for p in path.iterdir() if p.is_file()):
                 if is_image_file(child):
@@ -81,6 +82,27 @@ def expand_inputs(inputs: Iterable[str | Path]) -> InputFiles:
         else:
             found.failed.append((path, "no such file or folder"))
     return found
+
+
+#: Files that mark a folder as a training run or a model, not a folder of radiographs.
+_MODEL_MARKERS = ("best/model.json", "model.json", "last/resume.json", "train.log", "splits.json")
+
+
+def _refuse_model_folder(folder: Path) -> None:
+    """Refuse an input folder that is a run or model folder (its curves.png is no radiograph).
+
+    Raises:
+        InputError: Naming the file that gives it away and the two commands meant.
+    """
+    marker = next((m for m in _MODEL_MARKERS if (folder / m).is_file()), None)
+    if marker is not None:
+        raise InputError(
+            f"is a cxrseg run or model folder ({marker}), not a folder of radiographs; its "
+            "images (curves.png, overlays) would be segmented as if they were chest X-rays",
+            path=folder,
+            hint=f"to predict with this model: cxrseg predict {folder} IMAGES... --out DIR "
+            "(without --model); otherwise give only folders or files of radiographs.",
+        )
 
 
 def check_ids(files: Sequence[Path]) -> None:

@@ -26,7 +26,8 @@ from typing import Any
 from cxrseg.errors import InputError
 from cxrseg.inference.ensemble import is_crossval
 from cxrseg.inference.preprocess import NORMALIZATIONS, RESIZE_MODES
-from cxrseg.io import read_json
+from cxrseg.io import check_name, read_json
+from cxrseg.training.config import MAX_LABELS, MAX_SIZE
 from cxrseg.versions import check_made_by
 
 __all__ = [
@@ -219,13 +220,15 @@ def model_info(model: ModelFile) -> ModelInfo:
         )
 
     labels = meta.get("labels")
-    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
-        raise bad("labels", "a non-empty list of structure names")
+    if not isinstance(labels, list) or not 0 < len(labels) <= MAX_LABELS:
+        raise bad("labels", f"a list of 1 to {MAX_LABELS} structure names")
+    for label in labels:  # they become folder names under --out: untrusted until checked
+        check_name(label, "label", path)
     if meta.get("mode") not in ("softmax", "sigmoid"):
         raise bad("mode", "'softmax' or 'sigmoid'")
     size = meta.get("input_size")
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise bad("input_size", "the square training size in pixels, e.g. 256")
+    if isinstance(size, bool) or not isinstance(size, int) or not 16 <= size <= MAX_SIZE:
+        raise bad("input_size", f"the square training size in pixels, 16 to {MAX_SIZE}")
     resize = meta.get("resize", "squash")
     if resize not in RESIZE_MODES:
         raise bad("resize", f"one of {RESIZE_MODES}")

@@ -29,9 +29,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from cxrseg.data.loading import check_radiograph_size
 from cxrseg.errors import InputError
 from cxrseg.inference.inputs import InputFiles, check_ids, check_out, expand_inputs
-from cxrseg.io import atomic_write, read_image, write_image, write_json, write_mask
+from cxrseg.io import atomic_write, inside, read_image, write_image, write_json, write_mask
 from cxrseg.io.dicom_seg import require_highdicom, write_dicom_seg
 from cxrseg.quality import Flag, header_flags
 from cxrseg.report.contact_sheet import overlay
@@ -159,6 +160,7 @@ def _read_all(
     for path in paths:
         try:
             image, _ = read_image(path)
+            check_radiograph_size(image.shape, path)
         except (ValueError, OSError) as exc:  # InputError is a ValueError
             message = getattr(exc, "reason", None) or str(exc)
             failed.append((path, message))
@@ -180,18 +182,22 @@ def _write_case(
     flags: Sequence[Flag] = (),
     masks: bool = True,
 ) -> None:
+    # every name in these paths was checked where it was read; inside() checks the result too
     if masks and label_map:
         labelled = np.zeros(image.shape, np.uint8)
         for k, name in enumerate(labels, start=1):  # a later structure wins where they meet
             labelled[prediction.masks[name] > 0] = k
-        write_mask(out / "labels" / f"{case_id}.png", labelled)
+        write_mask(inside(out, out / "labels" / f"{case_id}.png"), labelled)
     elif masks:
         for name in labels:
-            write_mask(out / "masks" / name / f"{case_id}.png", prediction.masks[name] * 255)
+            target = inside(out, out / "masks" / name / f"{case_id}.png")
+            write_mask(target, prediction.masks[name] * 255)
     for name, prob in (prediction.probabilities or {}).items():
-        write_image(out / "probabilities" / name / f"{case_id}.png", prob, bit_depth=16)
+        target = inside(out, out / "probabilities" / name / f"{case_id}.png")
+        write_image(target, prob, bit_depth=16)
     if overlays:
-        _write_overlay(out / "overlays" / f"{case_id}.png", image, prediction.masks, flags)
+        target = inside(out, out / "overlays" / f"{case_id}.png")
+        _write_overlay(target, image, prediction.masks, flags)
 
 
 def _check_formats(formats: Sequence[str]) -> tuple[str, ...]:

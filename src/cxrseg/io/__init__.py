@@ -27,9 +27,17 @@ placeholder (72 or 96 dpi); JSRT 0.175 mm; otherwise ``None``.
 from __future__ import annotations
 
 from cxrseg.io._common import IMAGE_EXTENSIONS, ImageInfo, is_image_file
+from cxrseg.io.folders import check_name, folder_lock, inside
 from cxrseg.io.jsonfile import read_json, write_json
 from cxrseg.io.reading import read_image, read_image_info, read_mask
-from cxrseg.io.writing import atomic_write, write_image, write_mask
+from cxrseg.io.writing import (
+    atomic_write,
+    check_output_file,
+    ensure_folder,
+    write_error,
+    write_image,
+    write_mask,
+)
 
 __all__ = [
     "read_json",
@@ -37,10 +45,16 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "ImageInfo",
     "atomic_write",
+    "check_name",
+    "check_output_file",
+    "ensure_folder",
+    "folder_lock",
+    "inside",
     "is_image_file",
     "read_image",
     "read_image_info",
     "read_mask",
+    "write_error",
     "write_image",
     "write_mask",
 ]

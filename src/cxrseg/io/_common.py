@@ -36,6 +36,10 @@ _PILLOW_MODES = {
 }  # fmt: skip
 _LOSSY_TIFF_COMPRESSIONS = {"jpeg", "tiff_jpeg", "webp", "jpeg2000"}
 _DECODE_HINT = "the file is probably truncated or corrupt: copy or export it again"
+#: Most pixels an image may declare (10000 x 10000). Radiographs stay below about 4300 x 4300;
+#: a header declaring more is corrupt or a "decompression bomb" (a small file that would
+#: allocate gigabytes), refused before any pixel is decoded.
+MAX_PIXELS = 100_000_000
 
 
 @dataclass(frozen=True)
@@ -156,8 +160,24 @@ def _header(
     path: Path, fmt: str, height: int, width: int, channels: int, bits: int,
     spacing: tuple[float, float] | None,
 ) -> ImageInfo:  # fmt: skip
-    """An ImageInfo whose pixel range is not known yet (NaN)."""
+    """An ImageInfo whose pixel range is not known yet (NaN).
+
+    Raises:
+        InputError: The size declared is above :data:`MAX_PIXELS`.
+    """
+    if height * width > MAX_PIXELS:
+        raise too_large(path, f"{width} x {height}")
     return ImageInfo(path, fmt, height, width, channels, bits, spacing, math.nan, math.nan)
+
+
+def too_large(path: Path, declared: str) -> InputError:
+    """The error for an image whose header declares more than :data:`MAX_PIXELS`."""
+    return InputError(
+        f"declares {declared} pixels, more than the {MAX_PIXELS:,} cxrseg decodes (a corrupt "
+        "header or a 'decompression bomb'; radiographs are at most about 4300 x 4300)",
+        path=path,
+        hint="check the file; if the image is real, downsample it below 10000 x 10000 first.",
+    )
 
 
 def _with_range(info: ImageInfo, samples: np.ndarray | None) -> ImageInfo:

@@ -23,6 +23,12 @@ from cxrseg.io._common import (
 # --- DICOM -----------------------------------------------------------------------------------
 
 
+#: Photometric interpretations whose decoded pixels are gray levels (or RGB, reduced to luma).
+#: PALETTE COLOR (indices into a colour table) and the rest are refused by name.
+_READABLE_PHOTOMETRICS = {"", "MONOCHROME1", "MONOCHROME2", "RGB", "YBR_FULL", "YBR_FULL_422",
+                          "YBR_ICT", "YBR_RCT"}  # fmt: skip
+
+
 def _read_dicom(path: Path, decode: bool = True) -> tuple[np.ndarray, ImageInfo]:
     import pydicom
     from pydicom.errors import InvalidDicomError
@@ -51,6 +57,14 @@ def _read_dicom(path: Path, decode: bool = True) -> tuple[np.ndarray, ImageInfo]
             f"is a multi-frame DICOM ({frames} frames); cxrseg reads single radiographs",
             path=path,
             hint="export the frame you want as its own file",
+        )
+    photometric = str(ds.get("PhotometricInterpretation", "")).upper()
+    if photometric not in _READABLE_PHOTOMETRICS:
+        raise InputError(
+            f"has PhotometricInterpretation {photometric or '(missing)'}: its pixels are "
+            "indices into a colour table or another encoding, not the gray levels of a radiograph",
+            path=path,
+            hint="export it as MONOCHROME2 DICOM or as a grayscale PNG (e.g. with dcmj2pnm).",
         )
     bits = int(ds.get("BitsStored") or ds.get("BitsAllocated") or 8)
     spacing = _dicom_spacing(ds)

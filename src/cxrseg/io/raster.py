@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from cxrseg.io._common import (
     ImageInfo,
     _header,
     _with_range,
+    too_large,
 )
 
 logger = logging.getLogger(__name__)
@@ -48,7 +50,9 @@ def _read_raster(path: Path, decode: bool = True) -> _Raster:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings(), Image.open(path) as im:
+            # the size is checked against MAX_PIXELS by _header: no warning needed
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             raster = _pillow_raster(path, im)
             if raster is None:  # Pillow would lose precision or cannot convert
                 return _read_other(path, im.format, decode)
@@ -61,6 +65,8 @@ def _read_raster(path: Path, decode: bool = True) -> _Raster:
             return raster
     except InputError:
         raise
+    except Image.DecompressionBombError as exc:
+        raise too_large(path, str(exc).split(" pixels")[0].removeprefix("Image size (")) from exc
     except UnidentifiedImageError as exc:
         if path.suffix.lower() in {".tif", ".tiff"} and _tifffile() is not None:
             return _read_other(path, "TIFF", decode)
@@ -158,12 +164,13 @@ def _read_other(path: Path, fmt: str | None, decode: bool) -> _Raster:
 
         width, height, depth, colour_type = header
         channels = {0: 1, 2: 3, 4: 2, 6: 4}.get(colour_type, 3)
+        info = _header(path, "PNG", height, width, channels, depth, None)  # size checked
         samples = cv2.imread(str(path), cv2.IMREAD_UNCHANGED) if decode else None
         if decode and samples is None:
             raise InputError("cannot be decoded by OpenCV", path=path, hint=_DECODE_HINT)
         if samples is not None and samples.ndim == 3:
             samples = np.ascontiguousarray(samples[..., 2::-1])  # BGR(A) -> RGB, alpha dropped
-        return _Raster(_header(path, "PNG", height, width, channels, depth, None), False, samples)
+        return _Raster(info, False, samples)
     tifffile = _tifffile()
     if fmt != "TIFF" or tifffile is None:
         raise InputError(
@@ -179,15 +186,18 @@ def _read_other(path: Path, fmt: str | None, decode: bool) -> _Raster:
             channels, bits = int(page.samplesperpixel), int(page.bitspersample)
             lossy = any(k in page.compression.name for k in ("JPEG", "WEBP", "LERC"))
             spacing = _tiff_spacing(page)
+            info = _header(path, "TIFF", height, width, channels, bits, spacing)  # size checked
             samples = np.asarray(page.asarray()) if decode else None
             if samples is not None and samples.ndim == 3 and page.planarconfig == 2:
                 samples = np.moveaxis(samples, 0, -1)
+    except InputError:
+        raise
     except Exception as exc:
         message = f"cannot be decoded as TIFF ({exc})"
         raise InputError(message, path=path, hint=_DECODE_HINT) from exc
     if samples is not None and samples.ndim == 3:
         samples = samples[..., 0] if samples.shape[2] < 3 else samples[..., :3]
-    return _Raster(_header(path, "TIFF", height, width, channels, bits, spacing), lossy, samples)
+    return _Raster(info, lossy, samples)
 
 
 def _tiff_spacing(page: Any) -> tuple[float, float] | None:

@@ -97,18 +97,9 @@ def atomic_write(path: str | Path) -> Iterator[Path]:
         InputError: The folder cannot be created or written (no permission, read-only file system,
             disk full, a file in the way).
     """
-    path = Path(path)
+    path = check_output_file(path)
     parent = path.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError) as exc:
-        raise InputError(
-            "cannot create the output folder: a file with that name is in the way",
-            path=parent,
-            hint="choose another output folder (--out) or move that file",
-        ) from exc
-    except OSError as exc:
-        raise _write_error(exc, parent) from exc
+    ensure_folder(parent)
     tmp = parent / f".{path.name}.tmp-{secrets.token_hex(4)}{path.suffix}"
     try:
         yield tmp
@@ -125,9 +116,55 @@ def atomic_write(path: str | Path) -> Iterator[Path]:
         with suppress(OSError):
             tmp.unlink()
         if isinstance(exc, OSError) and exc.errno in _WRITE_ERRNOS:
-            raise _write_error(exc, parent) from exc
+            raise write_error(exc, parent) from exc
         raise
     _fsync_dir(parent)
+
+
+def check_output_file(path: str | Path) -> Path:
+    """Refuse, before any work, a file target that is a folder or lies under a file.
+
+    Raises:
+        InputError: Naming the folder or the file in the way.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(
+            "is a folder, but a file is to be written here",
+            path=path,
+            hint=f"name a file, e.g. {path / ('output' + (path.suffix or '.json'))}",
+        )
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise InputError(
+                    "cannot create the output folder: a file with that name is in the way",
+                    path=parent,
+                    hint="choose another output folder (--out) or move that file",
+                )
+            break
+    return path
+
+
+def ensure_folder(folder: str | Path) -> Path:
+    """Create ``folder`` (and its parents) if missing, with the messages every writer gives.
+
+    Raises:
+        InputError: A file is in the way, or the folder cannot be made (permissions,
+            read-only or full disk).
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as exc:
+        raise InputError(
+            "cannot create the output folder: a file with that name is in the way",
+            path=folder,
+            hint="choose another output folder (--out) or move that file",
+        ) from exc
+    except OSError as exc:
+        raise write_error(exc, folder) from exc
+    return folder
 
 
 @functools.cache
@@ -138,11 +175,13 @@ def _umask() -> int:
     return mask
 
 
-_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS,
+                 errno.EISDIR, errno.ENOTDIR, errno.EFBIG, errno.ENAMETOOLONG}  # fmt: skip
 
 
-def _write_error(exc: OSError, folder: Path) -> InputError:
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+def write_error(exc: OSError, folder: Path) -> InputError:
+    """The "cannot write here / no space left" message every writer gives for ``exc``."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         hint = "free disk space or choose another output folder (--out)"
         return InputError("no space left to write here", path=folder, hint=hint)
     return InputError(

@@ -29,14 +29,15 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save as save_tensors
 from torch import nn
 
 from cxrseg._version import __version__
 from cxrseg.errors import InputError
-from cxrseg.io import atomic_write, read_json, write_json
+from cxrseg.io import atomic_write, check_name, read_json, write_json
 from cxrseg.io.jsonfile import to_jsonable
 from cxrseg.models import MODELS, create_model, model_spec
+from cxrseg.training.config import MAX_LABELS, MODEL_OPTIONS
 from cxrseg.versions import check_made_by
 
 __all__ = [
@@ -77,8 +78,11 @@ def _strip_prefixes(key: str) -> str:
 
 
 def _write_tensors(path: Path, tensors: dict[str, torch.Tensor], token: str) -> None:
+    # Serialised in memory and written by Python, so a full disk is an OSError that
+    # atomic_write turns into "no space left" (safetensors' own writer raises a bare error).
+    data = save_tensors(tensors, metadata={"token": token})
     with atomic_write(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"token": token})
+        tmp.write_bytes(data)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -218,6 +222,7 @@ def load_checkpoint(
     spec = metadata.get("model")
     if not isinstance(spec, dict) or not isinstance(spec.get("kwargs"), dict):
         raise InputError("has no 'model' entry with 'name' and 'kwargs'", path=json_path)
+    check_metadata(metadata, json_path)
     try:
         model = create_model(str(spec.get("name")), **spec["kwargs"])
     except (TypeError, ValueError) as exc:
@@ -237,6 +242,35 @@ def load_checkpoint(
             path=weights_path,
         ) from exc
     return model.to(map_location).eval(), metadata
+
+
+def check_metadata(metadata: Mapping[str, Any], path: Path) -> None:
+    """Refuse metadata that could steer writes or allocations (the file may be tampered with).
+
+    Labels become folder names, so each must be a plain name; the model's keyword arguments
+    size its layers, so they must pass the training schema's bounds (depth 2..7, ...), with at
+    most 4 input channels and :data:`MAX_LABELS` + 1 outputs.
+
+    Raises:
+        InputError: Naming the entry and its allowed values.
+    """
+    labels = metadata.get("labels")
+    if not isinstance(labels, list) or not 0 < len(labels) <= MAX_LABELS:
+        raise InputError(f"'labels' must list 1 to {MAX_LABELS} structure names", path=path)
+    for label in labels:
+        check_name(label, "label", path)
+    spec = metadata.get("model") or {}
+    name, kwargs = spec.get("name"), dict(spec.get("kwargs") or {})
+    if name not in MODEL_OPTIONS:
+        raise InputError(f"model {name!r} is not one of {sorted(MODEL_OPTIONS)}", path=path)
+    for key, high in (("in_channels", 4), ("num_classes", MAX_LABELS + 1)):
+        value = kwargs.pop(key, 1)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
+            raise InputError(f"model {key}={value!r} must be a whole number 1..{high}", path=path)
+    try:
+        MODEL_OPTIONS[name](**kwargs)
+    except InputError as exc:
+        raise InputError(exc.reason, path=path, hint="use a checkpoint you trust.") from None
 
 
 # --- resume state: nested containers as tagged JSON, tensors in safetensors -------------------

@@ -27,6 +27,8 @@ from cxrseg.training.duration import parse_duration
 from cxrseg.training.schema import Real, Schema
 
 __all__ = [
+    "MAX_LABELS",
+    "MAX_SIZE",
     "MODEL_OPTIONS",
     "RUNTIME_FIELDS",
     "TrainConfig",
@@ -34,6 +36,11 @@ __all__ = [
     "config_diff",
     "default_augmentation",
 ]
+
+#: Largest training size; checkpoints and exported models saying more are refused as tampered.
+MAX_SIZE = 2048
+#: Most structures a model may segment (each is a folder of masks under ``predict --out``).
+MAX_LABELS = 64
 
 #: Options that may change between a run and its ``--resume`` without changing the result
 #: (where it runs and how fast), so they are left out of :meth:`TrainConfig.identity`.
@@ -155,7 +162,7 @@ class TrainConfig(Schema):
     """
 
     # One option per line: type, default, bounds. Cross-option rules live in check().
-    size: Annotated[int | None, Field(ge=32, le=2048)] = None
+    size: Annotated[int | None, Field(ge=32, le=MAX_SIZE)] = None
     resize: Literal["squash", "letterbox"] = "squash"
     normalization: Literal["zscore", "unit"] = "zscore"
     val_fraction: Annotated[Real, Field(ge=0, lt=1)] = 0.15
@@ -206,7 +213,9 @@ class TrainConfig(Schema):
         MODEL_OPTIONS[self.model](**self.model_kwargs)
         if self.augmentation and self.augmentation.get("operations"):
             try:
-                Pipeline.from_dict({**self.augmentation, "seed": self.seed})
+                pipeline = Pipeline.from_dict({**self.augmentation, "seed": self.seed})
+                if self.size is not None:
+                    pipeline.check_size(self.size, self.size)
             except ValueError as exc:  # InputError, or a transform refusing an argument
                 reason = getattr(exc, "reason", str(exc))
                 raise InputError(
@@ -245,6 +254,7 @@ class TrainConfig(Schema):
             raise InputError(
                 f"a training config must be a mapping of options, got {type(values).__name__}.",
                 path=source,
+                hint="write one 'name: value' line per option, e.g. 'epochs: 30'.",
             )
         known = set(cls.model_fields)
         unknown = sorted(map(str, set(values) - known))
@@ -270,7 +280,11 @@ class TrainConfig(Schema):
         try:
             values = yaml.safe_load(path.read_text(encoding="utf-8"))
         except yaml.YAMLError as exc:
-            raise InputError(f"not valid YAML ({exc}).", path=path) from exc
+            raise InputError(
+                f"not valid YAML ({exc}).",
+                path=path,
+                hint="fix the line shown: one 'name: value' per line, lists in [ ].",
+            ) from exc
         return cls.from_dict(values or {}, source=path)
 
     def to_yaml(self, path: str | Path) -> None:

@@ -29,6 +29,7 @@ from cxrseg.metrics import dice_per_structure
 from cxrseg.training.config import TrainConfig
 from cxrseg.training.dataset import normalize_batch
 from cxrseg.training.distributed import DistInfo, all_reduce_sum
+from cxrseg.training.events import EventCallback, TrainEvent
 from cxrseg.training.schedule import EarlyStopping, build_scheduler, lr_factor
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "EvalResult",
     "StepSettings",
     "TrainingStopped",
+    "with_what_was_kept",
     "build_optimizer",
     "build_scheduler",
     "evaluate",
@@ -45,8 +47,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-EventCallback = Callable[[dict[str, Any]], None]
 
 
 class TrainingStopped(CxrsegError):
@@ -146,7 +146,7 @@ class EpochOptions:
         augment: ``augment(images, masks, indices) -> (images, masks)`` on the device, or
             ``None`` when the loader already augments.
         scaler: Gradient scaler for float16 autocast.
-        on_event: Receives ``{"event": "step", ...}`` after each batch.
+        on_event: Receives a ``step`` :class:`~cxrseg.training.events.TrainEvent` after each batch.
     """
 
     epoch: int = 1
@@ -203,8 +203,8 @@ def train_one_epoch(
         total += step_stats
         if options.on_event is not None:
             loss_value = float(step_stats[0]) / max(float(step_stats[1]), 1.0)
-            options.on_event({"event": "step", "epoch": options.epoch, "step": step,
-                              "steps": steps, "loss": loss_value})  # fmt: skip
+            values = {"epoch": options.epoch, "step": step, "steps": steps, "loss": loss_value}
+            options.on_event(TrainEvent("step", values))
         waited = time.perf_counter()
     if total[1] == 0:
         raise TrainingStopped(
@@ -230,7 +230,7 @@ def _step_stats(
     if stats[2] > 0:
         raise TrainingStopped(
             f"the training loss became {value} at epoch {options.epoch}, step {step}; "
-            "training stopped and the last good checkpoint was kept. Fix: lower the "
+            "training stopped. Fix: lower the "
             f"learning rate (e.g. --lr {optimizer.param_groups[0]['lr'] / 3:.2g}), or "
             "check the images for NaN values."
         )
@@ -342,3 +342,14 @@ def evaluate(
         references=np.concatenate(refs) if refs else None,
         indices=indices,
     )
+
+
+def with_what_was_kept(message: str, saved_epoch: int) -> str:
+    """``message`` with what the run folder still holds said truthfully, before its fix."""
+    reason, _, fix = message.partition(" Fix: ")
+    kept = (
+        f" The checkpoints of epoch {saved_epoch} (best/, last/) are kept."
+        if saved_epoch > 0
+        else " No checkpoint was written: it stopped before the first epoch ended."
+    )
+    return reason.rstrip(".") + "." + kept + (f" Fix: {fix}" if fix else "")

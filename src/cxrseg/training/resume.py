@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ import torch
 from torch import nn
 
 from cxrseg.errors import InputError
+from cxrseg.io.folders import LOCK_NAME
 from cxrseg.training.checkpoint import (
     load_checkpoint,
     load_resume_state,
@@ -37,9 +39,12 @@ __all__ = [
     "data_identity",
     "last_dir",
     "load_init",
+    "recover_swaps",
     "restore",
+    "save_best",
     "save_last",
     "starting_config",
+    "write_whole",
 ]
 
 
@@ -49,7 +54,7 @@ def starting_config(
     """The config to resolve: given (or default) + overrides; on resume checked against the
     saved one, whose resolved values fill what the given one leaves open."""
     if not resume:
-        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        if out.exists() and (not out.is_dir() or any(p.name != LOCK_NAME for p in out.iterdir())):
             raise InputError(
                 "the run folder already exists and is not empty; nothing was overwritten.",
                 path=out,
@@ -117,15 +122,47 @@ def save_last(
     extra: dict[str, Any],
 ) -> None:
     """Write ``last/`` as a whole: into ``last.new/``, then swap it in."""
-    new, last, old = out / "last.new", out / "last", out / "last.old"
+
+    def write(folder: Path) -> None:
+        save_checkpoint(folder, model, meta)
+        save_resume_state(folder, optimizer, scheduler, get_rng_state(), epoch, extra)
+
+    write_whole(out / "last", write)
+
+
+def save_best(out: Path, model: nn.Module, meta: dict[str, Any]) -> None:
+    """Write ``best/`` as a whole, like ``last/``: a failed save leaves the old one intact."""
+    write_whole(out / "best", lambda folder: save_checkpoint(folder, model, meta))
+
+
+def write_whole(target: Path, write: Callable[[Path], object]) -> None:
+    """Write a checkpoint folder into ``<target>.new/``, then swap it in for ``target``.
+
+    A write that fails (a full disk) removes ``.new/`` and leaves ``target`` as it was; a
+    process killed between the two renames leaves ``<target>.old/``, which
+    :func:`recover_swaps` puts back.
+    """
+    new = target.with_name(target.name + ".new")
+    old = target.with_name(target.name + ".old")
     shutil.rmtree(new, ignore_errors=True)
-    save_checkpoint(new, model, meta)
-    save_resume_state(new, optimizer, scheduler, get_rng_state(), epoch, extra)
-    if last.exists():
+    try:
+        write(new)
+    except BaseException:
+        shutil.rmtree(new, ignore_errors=True)
+        raise
+    if target.exists():
         shutil.rmtree(old, ignore_errors=True)
-        last.rename(old)
-    new.rename(last)
+        target.rename(old)
+    new.rename(target)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def recover_swaps(out: Path) -> None:
+    """Put back ``best/`` and ``last/`` from a swap that was cut between its renames."""
+    for name in ("best", "last"):
+        old, target = out / f"{name}.old", out / name
+        if old.is_dir() and not target.exists():
+            old.rename(target)
 
 
 def restore(

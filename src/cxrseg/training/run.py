@@ -18,8 +18,9 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 import time
-from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,28 +30,30 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from cxrseg.errors import InputError
+from cxrseg.io import folder_lock
+from cxrseg.postprocess import choose_postprocessing
 from cxrseg.training import defaults
-from cxrseg.training.checkpoint import load_checkpoint, save_checkpoint
+from cxrseg.training.checkpoint import load_checkpoint
 from cxrseg.training.config import TrainConfig
 from cxrseg.training.curves import metric_columns, plot_curves, write_metrics_csv
 from cxrseg.training.dataset import CachedCases, SegmentationDataset, device_augment
 from cxrseg.training.distributed import DistInfo, all_reduce_sum, barrier, distributed_context
 from cxrseg.training.duration import format_seconds
+from cxrseg.training.events import EventCallback, TrainEvent, ignore
 from cxrseg.training.loop import (
     EpochOptions,
     StepSettings,
     TrainingStopped,
     evaluate,
     train_one_epoch,
+    with_what_was_kept,
 )
-from cxrseg.training.resume import save_last, starting_config
+from cxrseg.training.resume import recover_swaps, save_best, save_last, starting_config
 from cxrseg.training.session import Session, load_data, prepare
 
 __all__ = ["TrainResult", "train"]
 
 logger = logging.getLogger(__name__)
-
-EventCallback = Callable[[dict[str, Any]], None]
 
 
 @dataclass
@@ -122,29 +125,31 @@ def train(
         barrier(dist)  # every process has checked the folder before the main one writes in it
         if dist.enabled and device.type == "cuda":
             device = torch.device("cuda", dist.local_rank)
-        emit = on_event if (on_event is not None and dist.is_main) else _ignore
+        emit = on_event if (on_event is not None and dist.is_main) else ignore
+        # one command at a time per run folder (rank 0 holds the lock for all ranks)
+        lock = folder_lock(out, "train") if dist.is_main else nullcontext(out)
         try:
-            return _run(
-                data, out, config, device, dist, emit, resume, init, splits, stop_after_epoch
-            )
-        except InputError:
-            if dist.is_main and not resume:
-                _remove_unstarted_run(out, fresh)
-            raise
+            with lock:
+                try:
+                    return _run(data, out, config, device, dist, emit, resume, init, splits,
+                                stop_after_epoch)  # fmt: skip
+                except InputError:
+                    if dist.is_main and not resume:
+                        _remove_unstarted_run(out)
+                    raise
+        finally:
+            if fresh and dist.is_main and out.is_dir() and not any(out.iterdir()):
+                out.rmdir()
 
 
-def _ignore(event: dict[str, Any]) -> None:
-    del event
-
-
-def _remove_unstarted_run(out: Path, fresh: bool) -> None:
+def _remove_unstarted_run(out: Path) -> None:
     """Undo the files of a run refused before its first epoch, so it can be started again."""
     if (out / "last").exists():
         return
-    for name in ("splits.json", "config.yaml", "train.log"):
+    for name in ("best", "best.new", "last.new"):
+        shutil.rmtree(out / name, ignore_errors=True)
+    for name in ("splits.json", "config.yaml", "train.log", "metrics.csv", "curves.png"):
         (out / name).unlink(missing_ok=True)
-    if fresh and out.is_dir() and not any(out.iterdir()):
-        out.rmdir()
 
 
 # --- the run: prepare, train epochs, finish ------------------------------------------------
@@ -163,6 +168,8 @@ def _run(
     stop_after_epoch: int | None,
 ) -> TrainResult:
     clock = time.monotonic()
+    if dist.is_main:
+        recover_swaps(out)
     data_part = load_data(data, out, config, device, dist, splits_file, emit)
     session = prepare(data_part, out, device, dist, emit, resume, init, clock)
     stopped, epoch = _train_epochs(session, stop_after_epoch)
@@ -205,7 +212,7 @@ def _one_epoch(session: Session, epoch: int) -> tuple[bool, dict[str, Any]]:
                                 s.settings, options)  # fmt: skip
     except TrainingStopped as exc:
         s.run_log.write(f"stopped: {exc}")
-        raise
+        raise TrainingStopped(with_what_was_kept(str(exc), epoch - 1)) from exc
     except torch.cuda.OutOfMemoryError as exc:
         s.run_log.write(f"stopped: out of memory at epoch {epoch}")
         raise TrainingStopped(
@@ -232,7 +239,7 @@ def _record(session: Session, epoch: int, row: dict[str, Any], improved: bool) -
     if s.dist.is_main:
         meta = {**s.base_meta, "epoch": epoch, "metrics": row}
         if improved:
-            save_checkpoint(s.out / "best", s.core, meta)
+            save_best(s.out, s.core, meta)
         extra = {"history": s.history, "early_stopping": s.stopper.state_dict(),
                  "stop_rule": s.rule.state_dict(), "elapsed_s": s.elapsed, "wall_s": s.wall(),
                  "dataset": s.data.identity,
@@ -242,8 +249,8 @@ def _record(session: Session, epoch: int, row: dict[str, Any], improved: bool) -
         plot_curves(s.out / "curves.png", s.history, s.data.structures, title=s.out.name)
     barrier(s.dist)
     s.run_log.write(json.dumps(row))
-    s.emit({"event": "epoch", **row, "epochs": s.rule.schedule_end, "best": improved,
-            "best_epoch": s.stopper.best_epoch})  # fmt: skip
+    s.emit(TrainEvent("epoch", {**row, "epochs": s.rule.schedule_end, "best": improved,
+            "best_epoch": s.stopper.best_epoch}))  # fmt: skip
 
 
 def _finish(session: Session, stopped: str, epoch: int) -> TrainResult:
@@ -263,9 +270,9 @@ def _finish(session: Session, stopped: str, epoch: int) -> TrainResult:
     )  # fmt: skip
     s.run_log.write(f"end: {stopped} at epoch {epoch}, best epoch {s.stopper.best_epoch} "
                     f"({format_seconds(s.wall())} in all): {reason}")  # fmt: skip
-    s.emit({"event": "end", "stopped": stopped, "epoch": epoch, "reason": reason,
+    s.emit(TrainEvent("end", {"stopped": stopped, "epoch": epoch, "reason": reason,
             "best_epoch": s.stopper.best_epoch, "best_dice": result.best_dice,
-            "postprocessing": post})  # fmt: skip
+            "postprocessing": post}))  # fmt: skip
     return result
 
 
@@ -273,8 +280,6 @@ def _choose_postprocessing(
     out: Path, val: CachedCases, loss_fn: nn.Module, settings: StepSettings, emit: EventCallback
 ) -> dict[str, Any] | None:
     """Pick post-processing with the best model on the validation set; store it in ``best/``."""
-    from cxrseg.postprocess import choose_postprocessing
-
     if not (out / "best" / "model.json").is_file():
         return None
     model, meta = load_checkpoint(out / "best", map_location=settings.device)
@@ -289,7 +294,6 @@ def _choose_postprocessing(
     refs = [dict(zip(names, r, strict=True)) for r in result.references]
     chosen, report = choose_postprocessing(preds, refs)
     post = {name: cfg.to_dict() for name, cfg in chosen.items()}
-    save_checkpoint(out / "best", model, {**meta, "postprocessing": post,
-                                          "postprocessing_report": report})  # fmt: skip
-    emit({"event": "postprocess", "postprocessing": post, "report": report})
+    save_best(out, model, {**meta, "postprocessing": post, "postprocessing_report": report})
+    emit(TrainEvent("postprocess", {"postprocessing": post, "report": report}))
     return post
