@@ -11,7 +11,9 @@ side by side in one run; everything channels-last:
 - ``cxrseg, augment on device``: the same, with ``Pipeline.batch`` on the training device.
 - ``cxrseg, no augmentation``: the loop's own overhead.
 
-For each it prints ms per step, training images/s, the share of step time spent waiting for
+Every round runs one epoch of each loop in turn (round 0 warms up), so a change in the
+machine's load hits all of them alike. For each loop it prints ms per step (fastest epoch),
+CPU ms per step (process time of all threads, median), the share of step time spent waiting for
 the next batch (the data wait), the ratio to the plain loop of the same precision, and the
 speed-up over today's CPU default before bfloat16 (``cxrseg, augment on cpu`` in float32).
 The header names the CPU, its bfloat16 flags and the precision ``cxrseg train`` picks.
@@ -29,7 +31,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -81,17 +85,16 @@ def model_and_optimizer(args: argparse.Namespace, device: torch.device) -> tuple
 
 
 def plain_torch(args: argparse.Namespace, cases: CachedCases, device: torch.device,
-                dtype: torch.dtype | None) -> dict:  # fmt: skip
-    """A bare PyTorch loop of the same model: the ceiling."""
+                dtype: torch.dtype | None) -> Iterator[dict]:  # fmt: skip
+    """A bare PyTorch loop of the same model, the ceiling: one measured epoch per ``next``."""
     model, optimizer = model_and_optimizer(args, device)
     loss_fn = SegmentationLoss("softmax", "dice_ce").to(device)
     images = torch.from_numpy(cases.images)[:, None].to(device)
     target = masks_to_target(cases.masks, "softmax").to(device)
     n, batch = len(cases), args.batch_size
-
-    def epoch() -> float:
+    while True:
         sync(device)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         for i in range(0, n - batch + 1, batch):
             x = images[i : i + batch].contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype or torch.bfloat16, enabled=dtype is not None):
@@ -101,16 +104,14 @@ def plain_torch(args: argparse.Namespace, cases: CachedCases, device: torch.devi
             loss.backward()
             optimizer.step()
         sync(device)
-        return time.perf_counter() - start
-
-    epoch()  # warm-up
-    seconds = min(epoch() for _ in range(args.repeats))
-    return {"images_s": (n // batch) * batch / seconds, "wait": 0.0}
+        yield {"steps": n // batch, "seconds": time.perf_counter() - start,
+               "cpu": time.process_time() - cpu, "wait": 0.0}  # fmt: skip
 
 
 def cxrseg_loop(args: argparse.Namespace, cases: CachedCases, device: torch.device,
-                augment_on: str, dtype: torch.dtype | None) -> dict:  # fmt: skip
-    """cxrseg's train_one_epoch with the default augmentation on the CPU, device or off."""
+                augment_on: str, dtype: torch.dtype | None) -> Iterator[dict]:  # fmt: skip
+    """cxrseg's train_one_epoch with the default augmentation on the CPU, device or off: one
+    measured epoch per ``next``."""
     model, optimizer = model_and_optimizer(args, device)
     config = TrainConfig(lr=1e-3, epochs=args.repeats + 1, warmup_epochs=0)
     pipeline = Pipeline.from_dict(default_augmentation()) if augment_on != "none" else None
@@ -123,15 +124,16 @@ def cxrseg_loop(args: argparse.Namespace, cases: CachedCases, device: torch.devi
     scheduler = build_scheduler(optimizer, config, len(loader))
     settings = StepSettings(device, "softmax", "zscore", True, dtype, 1.0)
     loss_fn = SegmentationLoss("softmax", "dice_ce").to(device)
-    results = []
-    for epoch in range(args.repeats + 1):  # the first epoch warms up
+    epoch = 0
+    while True:
         sampler.set_epoch(epoch)
         augment = device_augment(pipeline, NAMES, epoch) if augment_on == "device" else None
+        cpu = time.process_time()
         stats = train_one_epoch(model, loader, optimizer, scheduler, loss_fn, settings,
                                 EpochOptions(epoch + 1, augment=augment))  # fmt: skip
-        results.append((stats.images / stats.seconds, stats.data_seconds / stats.seconds))
-    best = max(results[1:])
-    return {"images_s": best[0], "wait": best[1]}
+        epoch += 1
+        yield {"steps": len(loader), "seconds": stats.seconds, "cpu": time.process_time() - cpu,
+               "wait": stats.data_seconds / stats.seconds}  # fmt: skip
 
 
 def parse() -> argparse.Namespace:
@@ -172,30 +174,45 @@ def main() -> None:
           f"{args.base_channels}, {args.cases} cases, {args.workers} workers, "
           f"{torch.get_num_threads()} torch threads, channels-last, "
           f"load {os.getloadavg()[0]:.2f}")  # fmt: skip
-    rows = []
+    loops: list[tuple[str, torch.dtype | None, Iterator[dict]]] = []
     for dtype in precisions(args, device):
-        # The plain loop runs first and last (best kept), so warm-up and drift favour neither.
-        first = plain_torch(args, cases, device, dtype)
+        loops.append(("plain torch (no augmentation)", dtype,
+                      plain_torch(args, cases, device, dtype)))  # fmt: skip
         for mode in args.modes.split(","):
             name = f"cxrseg, augment {'off' if mode == 'none' else 'on ' + mode}"
-            rows.append((name, dtype, cxrseg_loop(args, cases, device, mode, dtype)))
-        last = plain_torch(args, cases, device, dtype)
-        best = max(first, last, key=lambda row: row["images_s"])
-        rows.append(("plain torch (no augmentation)", dtype, best))
-    print_table(rows, args.batch_size)
+            loops.append((name, dtype, cxrseg_loop(args, cases, device, mode, dtype)))
+    # Round-robin, one epoch of each loop per round (round 0 warms up), so a change in the
+    # machine's load hits every loop alike.
+    epochs: dict[int, list[dict]] = {i: [] for i in range(len(loops))}
+    for round_ in range(args.repeats + 1):
+        for i, (_, _, loop) in enumerate(loops):
+            measured = next(loop)
+            if round_:
+                epochs[i].append(measured)
+    print(f"load after: {os.getloadavg()[0]:.2f}")
+    print_table([(name, dtype, epochs[i]) for i, (name, dtype, _) in enumerate(loops)])
 
 
-def print_table(rows: list[tuple[str, torch.dtype | None, dict]], batch: int) -> None:
-    ceilings = {d: r["images_s"] for n, d, r in rows if n.startswith("plain")}
-    today = next((r["images_s"] for n, d, r in rows if d is None and "on cpu" in n), None)
-    print(f"{'loop':32s} {'precision':>9s} {'ms/step':>8s} {'images/s':>9s} {'data wait':>10s} "
-          f"{'vs plain':>9s} {'vs today':>9s}")  # fmt: skip
-    for name, dtype, row in rows:
-        speedup = f"{row['images_s'] / today:8.2f}x" if today else "        -"
-        print(f"{name:32s} {precision_name(dtype):>9s} {1000 * batch / row['images_s']:8.0f} "
-              f"{row['images_s']:9.2f} {100 * row['wait']:9.1f}% "
-              f"{row['images_s'] / ceilings[dtype]:8.2f}x {speedup}")  # fmt: skip
-    print("vs today: against today's CPU default before bfloat16 (augment on cpu, float32).")
+def print_table(rows: list[tuple[str, torch.dtype | None, list[dict]]]) -> None:
+    """ms per step (fastest epoch), CPU ms per step (median), data wait (fastest epoch), and
+    ratios to the plain loop of the same precision and to today's CPU default."""
+    summary = []
+    for name, dtype, epochs in rows:
+        best = min(epochs, key=lambda e: e["seconds"])
+        cpu = statistics.median(e["cpu"] / e["steps"] for e in epochs)
+        summary.append((name, dtype, best["seconds"] / best["steps"], cpu, best["wait"]))
+    plain = {d: ms for n, d, ms, _, _ in summary if n.startswith("plain")}
+    today = next(((ms, c) for n, d, ms, c, _ in summary if d is None and "on cpu" in n), None)
+    head = ("ms/step", "CPU ms/step", "data wait", "vs plain", "vs today", "CPU vs today")
+    print(f"{'loop':32s} {'precision':>9s} " + " ".join(f"{h:>12s}" for h in head))
+    for name, dtype, wall, cpu, wait in summary:
+        vs_today = f"{today[0] / wall:11.2f}x {today[1] / cpu:11.2f}x" if today else ""
+        print(f"{name:32s} {precision_name(dtype):>9s} {1000 * wall:12.0f} {1000 * cpu:12.0f} "
+              f"{100 * wait:11.1f}% {plain[dtype] / wall:11.2f}x {vs_today}")  # fmt: skip
+    print(
+        "vs today: against today's CPU default before bfloat16 (augment on cpu, float32); "
+        "CPU: process time of all threads, steadier than wall time on a shared machine."
+    )
 
 
 if __name__ == "__main__":

@@ -45,7 +45,8 @@ def run_cv(args: argparse.Namespace, wanted: list[str]) -> int:
     """Cross-validate each wanted set; print and write the table."""
     from cxrseg.data import discover
 
-    sizes = {name: len(discover(args.data / name).cases) for name in wanted}
+    # shares of both sets, so that `--sets montgomery` gives the folds the budget of the full run
+    sizes = {name: len(discover(args.data / name).cases) for name in SETS}
     minutes = fold_minutes(args, sizes)
     rows = []
     for name in wanted:
@@ -92,6 +93,9 @@ def cv_set(args: argparse.Namespace, name: str, minutes: float) -> dict[str, Any
     config, info = cv_config(args, name, minutes)
     if (out / "config.yaml").is_file():
         config = TrainConfig.from_yaml(out / "config.yaml")  # as started
+        if config.time_budget:
+            minutes = config.time_budget / 60
+            info = {"budget": f"{minutes:.1f} min (time_budget, as started)"}
     print(f"{name}: {args.folds} folds, {info['budget']} per fold -> {out}", file=sys.stderr)
 
     def report(event: dict[str, Any]) -> None:

@@ -119,8 +119,11 @@ def test_auto_runtime_writes_nothing_into_the_model_folder(tmp_path: Path) -> No
 
 def test_without_onnxruntime_auto_keeps_pytorch(checkpoint: Path, monkeypatch) -> None:
     monkeypatch.setattr(backends_module, "_has_onnxruntime", lambda: False)
+    mock_cpu_bf16(monkeypatch, native=False)  # else PyTorch is picked for bfloat16 anyway
     predictor = Predictor.from_checkpoint(checkpoint, device="cpu")
     assert isinstance(predictor.backend, TorchBackend)
+    assert predictor.backend.precision == "float32"
+    assert "onnxruntime is not installed" in predictor.backend.reason
 
 
 def test_an_export_that_disagrees_falls_back_to_pytorch_with_a_warning(

@@ -41,6 +41,15 @@ def test_the_lung_model_ships_as_safetensors_with_its_card_and_figures() -> None
     assert {row["test"] for row in info["results"]} == {"montgomery", "shenzhen", "all"}
 
 
+def test_the_lung_model_carries_the_ranges_of_its_quality_flags() -> None:
+    """scripts/train_lung_model.py stores them; a model installed without them fails here."""
+    meta = json.loads((pretrained.model_path("lungs") / "model.json").read_text("utf-8"))
+    quality = meta["quality"]
+    assert quality["n_cases"] == meta["dataset"]["train"]
+    assert set(quality["structures"]) == {"lungs"}
+    assert quality["appearance"] is not None
+
+
 def test_the_weights_licence_statement_names_the_licence_and_the_weights() -> None:
     statement = Path(pretrained.describe("lungs")["license_file"]).read_text(encoding="utf-8")
     assert pretrained.PRETRAINED["lungs"].license in statement

@@ -142,6 +142,8 @@ def test_predict_lungs_then_evaluate_works_unchanged(jsrt_phantoms, predicted, l
         "one_mask": ["foreground"],
     }
     assert summary["structure_map"]["pairs"] == {"lungs": expected[layout]}
+    page = (tmp_path / "E" / "report.html").read_text(encoding="utf-8")
+    assert f"lungs = {' + '.join(expected[layout])}" in page
 
 
 def test_the_union_is_what_is_scored(jsrt_phantoms, tmp_path):

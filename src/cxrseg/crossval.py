@@ -24,7 +24,6 @@ import json
 import logging
 import math
 import shutil
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -49,6 +48,7 @@ from cxrseg.postprocess import choose_postprocessing, postprocess_mask
 from cxrseg.training.config import TrainConfig, config_diff
 from cxrseg.training.defaults import pick_device
 from cxrseg.training.distributed import DistInfo, barrier, distributed_context
+from cxrseg.training.events import EventCallback, TrainEvent, ignore
 from cxrseg.training.resume import last_dir
 from cxrseg.training.run import train
 
@@ -57,8 +57,6 @@ __all__ = ["CrossvalResult", "train_folds"]
 logger = logging.getLogger(__name__)
 
 FOLD_RECORD = "fold.json"
-
-EventCallback = Callable[[dict[str, Any]], None]
 
 
 @dataclass
@@ -98,7 +96,8 @@ def train_folds(
         test_fraction: Share of cases held out of every fold (seeded folds only).
         overrides: Options applied on top of ``config``.
         on_event: Receives the events of each fold's :func:`~cxrseg.training.train` and
-            ``{"event": "fold", "fold", "k", "status"}`` (``start``, ``resume``, ``done``).
+            a ``fold`` :class:`~cxrseg.training.events.TrainEvent` (``fold``, ``k``, ``status``:
+            ``start``, ``resume``, ``done``).
 
     Raises:
         InputError: Bad data, folds, folder, or options that differ from the saved ones.
@@ -112,7 +111,7 @@ def train_folds(
     splits = _cv_splits(out, dataset, config.seed, folds, folds_file, test_fraction)
     device = pick_device(config.device)
     with distributed_context(device.type) as dist:  # one process group for every fold
-        emit = on_event if on_event is not None and dist.is_main else _ignore
+        emit = on_event if on_event is not None and dist.is_main else ignore
         barrier(dist)  # every process has read the folder before the main one writes
         if dist.is_main:
             _save_plan(out, config, splits)
@@ -120,7 +119,7 @@ def train_folds(
             _train_fold(data, out, fold, dataset, splits, config, dist, emit, on_event)
         record = _summarise(out, dataset, splits) if dist.is_main else {}
         barrier(dist)
-    emit({"event": "crossval", **record})
+    emit(TrainEvent("crossval", {**record}))
     return CrossvalResult(out, record)
 
 
@@ -130,13 +129,13 @@ def _train_fold(data: str | Path, out: Path, fold: int, dataset: Dataset, splits
     """Train one fold (or resume it, or skip it when done) and predict its validation cases."""
     k, run = len(splits.folds), out / f"fold_{fold}"
     if (run / FOLD_RECORD).is_file():
-        emit({"event": "fold", "fold": fold, "k": k, "status": "done"})
+        emit(TrainEvent("fold", {"fold": fold, "k": k, "status": "done"}))
         return
     resume = last_dir(run) is not None
     if not resume and dist.is_main and run.exists():
         shutil.rmtree(run)  # a fold stopped before its first epoch: start it again
     barrier(dist)
-    emit({"event": "fold", "fold": fold, "k": k, "status": "resume" if resume else "start"})
+    emit(TrainEvent("fold", {"fold": fold, "k": k, "status": "resume" if resume else "start"}))
     given = out / "splits" / f"fold_{fold}.json"
     result = train(data, run, config, resume=resume, splits=given, on_event=on_event)
     if dist.is_main:
@@ -148,10 +147,6 @@ def _train_fold(data: str | Path, out: Path, fold: int, dataset: Dataset, splits
             "best_epoch": result.best_epoch, "best_dice": result.best_dice,
         }, indent=1)  # fmt: skip
     barrier(dist)
-
-
-def _ignore(event: dict[str, Any]) -> None:
-    del event
 
 
 # --- the plan: options and folds, saved once ------------------------------------------------

@@ -17,6 +17,7 @@ from __future__ import annotations
 from cxrseg.data.dataset import (
     DEFAULT_MASK_SUFFIXES,
     Case,
+    CaseFolder,
     Dataset,
     Problem,
     case_id_from_mask,
@@ -39,6 +40,7 @@ from cxrseg.data.splits import (
 from cxrseg.data.validation import CaseStats, ValidationReport, validate
 
 __all__ = [
+    "CaseFolder",
     "RESIZE_MODES",
     "resize_pair",
     "DEFAULT_MASK_SUFFIXES",

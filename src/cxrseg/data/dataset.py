@@ -240,3 +240,8 @@ class Dataset(ProblemList):
         """Whether ``path`` lies inside one of the input folders (so must not be written)."""
         target = Path(path).resolve()
         return any(target.is_relative_to(folder.resolve()) for folder in self.input_dirs)
+
+
+#: :class:`Dataset` under a name that cannot be mistaken for ``torch.utils.data.Dataset``
+#: (the torch one that feeds training is :class:`cxrseg.training.dataset.SegmentationDataset`).
+CaseFolder = Dataset

@@ -42,6 +42,7 @@ from cxrseg.data.dataset import (
 from cxrseg.data.layouts import (
     LayoutSpec,
     MasksArg,
+    MaskSource,
     PathLike,
     is_image_name,
     resolve_layout,
@@ -158,71 +159,103 @@ def _near_miss(case_id: str, candidates: Sequence[str]) -> str:
 def _pair(
     spec: LayoutSpec, suffixes: Sequence[str], source_names: list[str]
 ) -> tuple[list[Case], list[Problem], list[Path]]:
+    """Cases whose image has a mask per structure; a problem for everything left out."""
     problems: list[Problem] = []
     ignored: list[Path] = []
     images = _list_ids([spec.images], lambda stem: stem, ignored)
     bad_ids = _duplicates(images, "image", problems)
-    masks: list[dict[str, list[Path]]] = []
-    for source in spec.masks:
-        found = _list_ids(source.folders, lambda stem: case_id_from_mask(stem, suffixes), ignored)
-        for case_id, paths in found.items():
-            for path in paths:
-                if path.suffix.lower() in LOSSY_MASK_EXTENSIONS:
-                    problems.append(
-                        Problem(
-                            "error",
-                            path,
-                            f"mask saved as {path.suffix} (lossy compression changes label values)",
-                            "export the mask as PNG (or another lossless format).",
-                            "lossy_mask",
-                            case_id,
-                        )
-                    )
-                    bad_ids.add(case_id)
-        bad_ids |= _duplicates(found, "mask", problems)
-        masks.append(found)
-
+    masks = [_list_masks(source, suffixes, ignored, problems, bad_ids) for source in spec.masks]
     cases: list[Case] = []
     for case_id in sorted(images, key=natural_key):
-        if case_id in bad_ids:
-            continue
-        have = [i for i, found in enumerate(masks) if case_id in found]
-        image = images[case_id][0]
-        if not have:
-            problems.append(
-                Problem(
-                    "warning",
-                    image,
-                    "image has no mask; it is left out",
-                    f"add its mask as {case_id}.png to the mask folder, or remove the image.",
-                    "orphan_image",
-                    case_id,
-                )
-            )
-            continue
-        if len(have) < len(masks):
-            missing = [
-                f"{source_names[i]} (in {spec.masks[i].folders[0]})"
-                for i in range(len(masks))
-                if i not in have
-            ]
-            problems.append(
-                Problem(
-                    "error",
-                    image,
-                    f"image has masks for some structures but none for {', '.join(missing)}; "
-                    "it is left out",
-                    f"add the missing mask files named {case_id}.<ext>.",
-                    "missing_structure",
-                    case_id,
-                )
-            )
-            continue
-        by_structure: dict[str, list[Path]] = {}
-        for name, found in zip(source_names, masks, strict=True):
-            by_structure.setdefault(name, []).append(found[case_id][0])
-        cases.append(Case(case_id, image, by_structure))
+        if case_id not in bad_ids:
+            case = _case(case_id, images[case_id][0], masks, spec, source_names, problems)
+            if case is not None:
+                cases.append(case)
+    _orphan_masks(spec, images, masks, bad_ids, problems)
+    return cases, problems, ignored
 
+
+def _list_masks(
+    source: MaskSource,
+    suffixes: Sequence[str],
+    ignored: list[Path],
+    problems: list[Problem],
+    bad_ids: set[str],
+) -> dict[str, list[Path]]:
+    """Mask files of one structure by case id; lossy and duplicate masks mark their case bad."""
+    found = _list_ids(source.folders, lambda stem: case_id_from_mask(stem, suffixes), ignored)
+    for case_id, paths in found.items():
+        for path in paths:
+            if path.suffix.lower() in LOSSY_MASK_EXTENSIONS:
+                problems.append(
+                    Problem(
+                        "error",
+                        path,
+                        f"mask saved as {path.suffix} (lossy compression changes label values)",
+                        "export the mask as PNG (or another lossless format).",
+                        "lossy_mask",
+                        case_id,
+                    )
+                )
+                bad_ids.add(case_id)
+    bad_ids |= _duplicates(found, "mask", problems)
+    return found
+
+
+def _case(
+    case_id: str,
+    image: Path,
+    masks: list[dict[str, list[Path]]],
+    spec: LayoutSpec,
+    source_names: list[str],
+    problems: list[Problem],
+) -> Case | None:
+    """The case of one image, or None (and a problem) when it lacks some structure's mask."""
+    have = [i for i, found in enumerate(masks) if case_id in found]
+    if not have:
+        problems.append(
+            Problem(
+                "warning",
+                image,
+                "image has no mask; it is left out",
+                f"add its mask as {case_id}.png to the mask folder, or remove the image.",
+                "orphan_image",
+                case_id,
+            )
+        )
+        return None
+    if len(have) < len(masks):
+        missing = [
+            f"{source_names[i]} (in {spec.masks[i].folders[0]})"
+            for i in range(len(masks))
+            if i not in have
+        ]
+        problems.append(
+            Problem(
+                "error",
+                image,
+                f"image has masks for some structures but none for {', '.join(missing)}; "
+                "it is left out",
+                f"add the missing mask files named {case_id}.<ext>.",
+                "missing_structure",
+                case_id,
+            )
+        )
+        return None
+    by_structure: dict[str, list[Path]] = {}
+    for name, found in zip(source_names, masks, strict=True):
+        by_structure.setdefault(name, []).append(found[case_id][0])
+    return Case(case_id, image, by_structure)
+
+
+def _orphan_masks(
+    spec: LayoutSpec,
+    images: dict[str, list[Path]],
+    masks: list[dict[str, list[Path]]],
+    bad_ids: set[str],
+    problems: list[Problem],
+) -> None:
+    """A warning for each mask without an image (with the closest image id as a hint)."""
     orphan_images = [p.case_id for p in problems if p.kind == "orphan_image" and p.case_id]
     for found in masks:
         for case_id in sorted(set(found) - set(images) - bad_ids, key=natural_key):
@@ -238,7 +271,6 @@ def _pair(
                     case_id,
                 )
             )
-    return cases, problems, ignored
 
 
 def _declared_labels(spec: LayoutSpec, labels: Mapping[str, int] | None) -> dict[str, int] | None:

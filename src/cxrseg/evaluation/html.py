@@ -327,31 +327,18 @@ def _flags_section(result: EvaluationResult) -> str:
     )
 
 
-def render_report(
-    result: EvaluationResult, thumbnails: Mapping[str, str], *, title: str = "cxrseg evaluation"
-) -> str:
-    """The report page as a string.
-
-    Args:
-        result: What :func:`cxrseg.evaluation.evaluate` computed.
-        thumbnails: Triptych data URI per case id, for the worst cases in order (see
-            :func:`triptych_data_uri`); their number is the length of the worst-case table.
-        title: Page title.
-    """
+def _what_was_compared(result: EvaluationResult) -> str:
+    """The paths, counts and structure pairs, then the ids left out."""
     known = sum(case.spacing is not None for case in result.cases)
+    pairs = result.structure_map.get("pairs") or {n: [n] for n in result.structures}
     meta = [
         ("predictions", result.predictions.resolve()),
         ("references", result.references.resolve()),
         ("cases", len(result.cases)),
         (
             "structures",
-            ", ".join(
-                f"{n} = {' + '.join(r)}" if r != [n] else n
-                for n, r in result.structure_map.get(
-                    "pairs", {n: [n] for n in result.structures}
-                ).items()
-            ),
-        ),
+            ", ".join(n if r == [n] else f"{n} = {' + '.join(r)}" for n, r in pairs.items()),
+        ),  # fmt: skip
         ("pixel spacing known", f"{known} of {len(result.cases)} cases"),
         ("cxrseg", __version__),
     ]
@@ -363,6 +350,23 @@ def render_report(
         )
         if ids
     ]
+    rows = "".join(f'<tr><th class="id">{_e(k)}</th><td>{_e(v)}</td></tr>' for k, v in meta)
+    return f'<table class="meta"><tbody>{rows}</tbody></table>' + "".join(
+        f'<p class="note">{_e(note)}</p>' for note in notes
+    )
+
+
+def render_report(
+    result: EvaluationResult, thumbnails: Mapping[str, str], *, title: str = "cxrseg evaluation"
+) -> str:
+    """The report page as a string.
+
+    Args:
+        result: What :func:`cxrseg.evaluation.evaluate` computed.
+        thumbnails: Triptych data URI per case id, for the worst cases in order (see
+            :func:`triptych_data_uri`); their number is the length of the worst-case table.
+        title: Page title.
+    """
     plots = "".join(
         box_plot_svg(
             {n: [c.metrics[n][metric] for c in result.cases] for n in result.structures},
@@ -377,10 +381,7 @@ def render_report(
     )
     body = [
         f"<h1>{_e(title)}</h1>",
-        '<table class="meta"><tbody>'
-        + "".join(f'<tr><th class="id">{_e(k)}</th><td>{_e(v)}</td></tr>' for k, v in meta)
-        + "</tbody></table>",
-        *(f'<p class="note">{_e(note)}</p>' for note in notes),
+        _what_was_compared(result),
         f"<p><b>Empty masks.</b> {_e(EMPTY_MASK_RULE)}</p>",
         "<h2>Summary</h2>",
         _summary_table(result),

@@ -21,12 +21,14 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from cxrseg.training.checkpoint import load_checkpoint, save_checkpoint
     from cxrseg.training.config import TrainConfig
+    from cxrseg.training.events import TrainEvent
     from cxrseg.training.loop import TrainingStopped
     from cxrseg.training.quality_ranges import add_quality_ranges, learn_quality_ranges
     from cxrseg.training.run import TrainResult, train
 
 __all__ = [
     "TrainConfig",
+    "TrainEvent",
     "TrainResult",
     "TrainingStopped",
     "add_quality_ranges",
@@ -38,6 +40,7 @@ __all__ = [
 
 _HOMES = {
     "TrainConfig": "cxrseg.training.config",
+    "TrainEvent": "cxrseg.training.events",
     "TrainResult": "cxrseg.training.run",
     "TrainingStopped": "cxrseg.training.loop",
     "add_quality_ranges": "cxrseg.training.quality_ranges",

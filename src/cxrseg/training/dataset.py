@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset as TorchDataset
+from torch.utils import data as torch_data
 from torch.utils.data import DistributedSampler, Sampler
 
 from cxrseg.augment.pipeline import Pipeline
@@ -30,7 +30,7 @@ from cxrseg.data import load_case
 from cxrseg.data.loading import resize_pair
 
 if TYPE_CHECKING:
-    from cxrseg.data import Case, Dataset
+    from cxrseg.data import Case, CaseFolder
 
 __all__ = [
     "CachedCases",
@@ -94,7 +94,7 @@ class CachedCases:
 
 
 def cache_cases(
-    dataset: Dataset,
+    dataset: CaseFolder,
     cases: Sequence[Case],
     size: int,
     resize: str = "squash",
@@ -133,7 +133,7 @@ def cache_cases(
 # --- dataset and sampler ------------------------------------------------------------------
 
 
-class SegmentationDataset(TorchDataset):
+class SegmentationDataset(torch_data.Dataset):
     """Samples of cached cases, augmented on the CPU or handed out raw.
 
     ``dataset[(epoch, index)]`` (what :class:`EpochSampler` yields) or ``dataset[index]``

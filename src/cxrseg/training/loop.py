@@ -29,6 +29,7 @@ from cxrseg.metrics import dice_per_structure
 from cxrseg.training.config import TrainConfig
 from cxrseg.training.dataset import normalize_batch
 from cxrseg.training.distributed import DistInfo, all_reduce_sum
+from cxrseg.training.events import EventCallback, TrainEvent
 from cxrseg.training.schedule import EarlyStopping, build_scheduler, lr_factor
 
 __all__ = [
@@ -46,8 +47,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-EventCallback = Callable[[dict[str, Any]], None]
 
 
 class TrainingStopped(CxrsegError):
@@ -147,7 +146,7 @@ class EpochOptions:
         augment: ``augment(images, masks, indices) -> (images, masks)`` on the device, or
             ``None`` when the loader already augments.
         scaler: Gradient scaler for float16 autocast.
-        on_event: Receives ``{"event": "step", ...}`` after each batch.
+        on_event: Receives a ``step`` :class:`~cxrseg.training.events.TrainEvent` after each batch.
     """
 
     epoch: int = 1
@@ -204,8 +203,8 @@ def train_one_epoch(
         total += step_stats
         if options.on_event is not None:
             loss_value = float(step_stats[0]) / max(float(step_stats[1]), 1.0)
-            options.on_event({"event": "step", "epoch": options.epoch, "step": step,
-                              "steps": steps, "loss": loss_value})  # fmt: skip
+            values = {"epoch": options.epoch, "step": step, "steps": steps, "loss": loss_value}
+            options.on_event(TrainEvent("step", values))
         waited = time.perf_counter()
     if total[1] == 0:
         raise TrainingStopped(

@@ -20,7 +20,6 @@ import logging
 import math
 import shutil
 import time
-from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ from torch.utils.data import DataLoader
 
 from cxrseg.errors import InputError
 from cxrseg.io import folder_lock
+from cxrseg.postprocess import choose_postprocessing
 from cxrseg.training import defaults
 from cxrseg.training.checkpoint import load_checkpoint
 from cxrseg.training.config import TrainConfig
@@ -39,6 +39,7 @@ from cxrseg.training.curves import metric_columns, plot_curves, write_metrics_cs
 from cxrseg.training.dataset import CachedCases, SegmentationDataset, device_augment
 from cxrseg.training.distributed import DistInfo, all_reduce_sum, barrier, distributed_context
 from cxrseg.training.duration import format_seconds
+from cxrseg.training.events import EventCallback, TrainEvent, ignore
 from cxrseg.training.loop import (
     EpochOptions,
     StepSettings,
@@ -53,8 +54,6 @@ from cxrseg.training.session import Session, load_data, prepare
 __all__ = ["TrainResult", "train"]
 
 logger = logging.getLogger(__name__)
-
-EventCallback = Callable[[dict[str, Any]], None]
 
 
 @dataclass
@@ -126,7 +125,7 @@ def train(
         barrier(dist)  # every process has checked the folder before the main one writes in it
         if dist.enabled and device.type == "cuda":
             device = torch.device("cuda", dist.local_rank)
-        emit = on_event if (on_event is not None and dist.is_main) else _ignore
+        emit = on_event if (on_event is not None and dist.is_main) else ignore
         # one command at a time per run folder (rank 0 holds the lock for all ranks)
         lock = folder_lock(out, "train") if dist.is_main else nullcontext(out)
         try:
@@ -141,10 +140,6 @@ def train(
         finally:
             if fresh and dist.is_main and out.is_dir() and not any(out.iterdir()):
                 out.rmdir()
-
-
-def _ignore(event: dict[str, Any]) -> None:
-    del event
 
 
 def _remove_unstarted_run(out: Path) -> None:
@@ -254,8 +249,8 @@ def _record(session: Session, epoch: int, row: dict[str, Any], improved: bool) -
         plot_curves(s.out / "curves.png", s.history, s.data.structures, title=s.out.name)
     barrier(s.dist)
     s.run_log.write(json.dumps(row))
-    s.emit({"event": "epoch", **row, "epochs": s.rule.schedule_end, "best": improved,
-            "best_epoch": s.stopper.best_epoch})  # fmt: skip
+    s.emit(TrainEvent("epoch", {**row, "epochs": s.rule.schedule_end, "best": improved,
+            "best_epoch": s.stopper.best_epoch}))  # fmt: skip
 
 
 def _finish(session: Session, stopped: str, epoch: int) -> TrainResult:
@@ -275,9 +270,9 @@ def _finish(session: Session, stopped: str, epoch: int) -> TrainResult:
     )  # fmt: skip
     s.run_log.write(f"end: {stopped} at epoch {epoch}, best epoch {s.stopper.best_epoch} "
                     f"({format_seconds(s.wall())} in all): {reason}")  # fmt: skip
-    s.emit({"event": "end", "stopped": stopped, "epoch": epoch, "reason": reason,
+    s.emit(TrainEvent("end", {"stopped": stopped, "epoch": epoch, "reason": reason,
             "best_epoch": s.stopper.best_epoch, "best_dice": result.best_dice,
-            "postprocessing": post})  # fmt: skip
+            "postprocessing": post}))  # fmt: skip
     return result
 
 
@@ -285,8 +280,6 @@ def _choose_postprocessing(
     out: Path, val: CachedCases, loss_fn: nn.Module, settings: StepSettings, emit: EventCallback
 ) -> dict[str, Any] | None:
     """Pick post-processing with the best model on the validation set; store it in ``best/``."""
-    from cxrseg.postprocess import choose_postprocessing
-
     if not (out / "best" / "model.json").is_file():
         return None
     model, meta = load_checkpoint(out / "best", map_location=settings.device)
@@ -302,5 +295,5 @@ def _choose_postprocessing(
     chosen, report = choose_postprocessing(preds, refs)
     post = {name: cfg.to_dict() for name, cfg in chosen.items()}
     save_best(out, model, {**meta, "postprocessing": post, "postprocessing_report": report})
-    emit({"event": "postprocess", "postprocessing": post, "report": report})
+    emit(TrainEvent("postprocess", {"postprocessing": post, "report": report}))
     return post

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from cxrseg.catalogue import resolve
 from cxrseg.data import adopt_splits, discover, load_or_create_splits
 from cxrseg.errors import InputError
 from cxrseg.io import write_error
@@ -36,6 +36,7 @@ from cxrseg.training.dataset import (
 )
 from cxrseg.training.distributed import DistInfo, barrier
 from cxrseg.training.duration import format_seconds
+from cxrseg.training.events import EventCallback, TrainEvent
 from cxrseg.training.loop import StepSettings, build_optimizer
 from cxrseg.training.precision import precision_name
 from cxrseg.training.quality_ranges import learn_quality_ranges
@@ -44,8 +45,6 @@ from cxrseg.training.schedule import EarlyStopping, StopRule, build_scheduler
 from cxrseg.training.seeding import seed_everything, torch_generator
 
 __all__ = ["RunData", "RunLog", "Session", "load_data", "prepare"]
-
-EventCallback = Callable[[dict[str, Any]], None]
 
 
 # --- configuration and run folder ---------------------------------------------------------
@@ -179,7 +178,7 @@ def load_data(
     assert config.size is not None
 
     def loading(done: int, total: int) -> None:
-        emit({"event": "loading", "done": done, "total": total})
+        emit(TrainEvent("loading", {"done": done, "total": total}))
 
     train_data = cache_cases(dataset, train_cases, config.size, config.resize, structures, loading)
     val_data = cache_cases(dataset, val_cases, config.size, config.resize, structures)
@@ -257,8 +256,6 @@ def _build_model(
     num_classes = len(structures) + (1 if mode == "softmax" else 0)
     core = create_model(config.model, in_channels=1, num_classes=num_classes, **config.model_kwargs)
     if init is not None and not resume:
-        from cxrseg.catalogue import resolve  # lazy: start-up time
-
         load_init(core, resolve(init), structures, mode)
     core.to(device)
     if config.channels_last:
@@ -328,13 +325,13 @@ def _announce(session: Session, device: torch.device) -> None:
     if session.dist.is_main:
         config.to_yaml(session.out / "config.yaml")
     augment_on = "device" if session.on_device else ("cpu" if session.pipeline else "none")
-    session.emit({"event": "start", "run_dir": str(session.out), "config": config.to_dict(),
+    session.emit(TrainEvent("start", {"run_dir": str(session.out), "config": config.to_dict(),
                   "reasons": data.reasons, "device": str(device),
                   "precision": precision_name(session.settings.amp_dtype),
                   "world_size": session.dist.world_size, "structures": data.structures,
                   "cases": data.counts, "parameters": count_parameters(session.core),
                   "augment_on": augment_on, "start_epoch": session.start_epoch,
-                  "steps_per_epoch": session.steps_per_epoch})  # fmt: skip
+                  "steps_per_epoch": session.steps_per_epoch}))  # fmt: skip
     budget = f", time budget {format_seconds(config.time_budget)}" if config.time_budget else ""
     session.run_log.write(f"start: epoch {session.start_epoch + 1} of at most {config.epochs} "
                           f"on {device}{budget}, {data.reasons}")  # fmt: skip
