@@ -263,8 +263,8 @@ class _TrainProgress:
                 self.bar.update(self.task, total=(event["epochs"] - self.start) * self.steps)
         elif kind == "postprocess":
             chosen = event["postprocessing"]
-            steps = {name: {k: v for k, v in cfg.items() if v} for name, cfg in chosen.items()}
-            console.print(f"post-processing chosen on validation: {steps}")
+            active = {name: {k: v for k, v in cfg.items() if v} for name, cfg in chosen.items()}
+            console.print(f"post-processing chosen on validation: {active}")
 
     def describe(self, event: dict[str, Any]) -> str:
         """``epoch 3/30 step 12/40 loss 0.2345`` (this epoch's mean so far) + the last val."""

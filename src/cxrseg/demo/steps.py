@@ -130,22 +130,24 @@ def _train(out: Path, settings: DemoSettings, state: dict[str, Any], progress: P
 
 def _training_config(settings: DemoSettings, device: str) -> TrainConfig:
     """A short fixed run: no early stopping, no test split, augmentation done offline."""
-    return TrainConfig(
-        size=settings.size,
-        model=settings.model,
-        model_kwargs=dict(settings.model_kwargs),
-        loss="dice_ce",
-        epochs=settings.epochs,
-        batch_size=settings.batch_size,
-        lr=settings.lr,
-        val_fraction=settings.val_fraction,
-        test_fraction=0.0,
-        patience=0,
-        schedule="cosine",  # the demo's short fixed run decays over exactly its epochs
-        augmentation={},  # the distortions were done offline, in step 2
-        seed=settings.seed,
-        device=device,
-        workers=0,
+    return TrainConfig.from_dict(
+        {
+            "size": settings.size,
+            "model": settings.model,
+            "model_kwargs": dict(settings.model_kwargs),
+            "loss": "dice_ce",
+            "epochs": settings.epochs,
+            "batch_size": settings.batch_size,
+            "lr": settings.lr,
+            "val_fraction": settings.val_fraction,
+            "test_fraction": 0.0,
+            "patience": 0,
+            "schedule": "cosine",  # the demo's short fixed run decays over exactly its epochs
+            "augmentation": {},  # the distortions were done offline, in step 2
+            "seed": settings.seed,
+            "device": device,
+            "workers": 0,
+        }
     )
 
 
