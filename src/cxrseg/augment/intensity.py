@@ -302,7 +302,7 @@ class Opacity(IntensityTransform):
             patch = amount * np.exp(-0.5 * (((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2))
             weight += patch.astype(np.float32)
             level += (patch * lvl).astype(np.float32)
-        level = level / np.maximum(weight, 1e-6)
+        level /= np.maximum(weight, np.float32(1e-6))
         return np.minimum(weight, 1.0), level
 
     def apply(self, image: np.ndarray, params: Params) -> np.ndarray:

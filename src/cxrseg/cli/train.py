@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -231,7 +232,7 @@ class _TrainProgress:
         if self.bar is not None:
             self.bar.stop()
 
-    def __call__(self, event: dict[str, Any]) -> None:
+    def __call__(self, event: Mapping[str, Any]) -> None:
         kind = event["event"]
         if kind == "fold":
             if self.bar is not None:
@@ -266,7 +267,7 @@ class _TrainProgress:
             active = {name: {k: v for k, v in cfg.items() if v} for name, cfg in chosen.items()}
             console.print(f"post-processing chosen on validation: {active}")
 
-    def describe(self, event: dict[str, Any]) -> str:
+    def describe(self, event: Mapping[str, Any]) -> str:
         """``epoch 3/30 step 12/40 loss 0.2345`` (this epoch's mean so far) + the last val."""
         _, total, steps = self.running
         mean = total / max(steps, 1)
@@ -275,7 +276,7 @@ class _TrainProgress:
             f"loss {mean:.4f}{self.last_val}"
         )
 
-    def _banner(self, event: dict[str, Any]) -> None:
+    def _banner(self, event: Mapping[str, Any]) -> None:
         from cxrseg.training.duration import format_seconds  # lazy: start-up time
 
         config = event["config"]
@@ -299,7 +300,7 @@ class _TrainProgress:
         if event["start_epoch"]:
             console.print(f"  resuming after epoch {event['start_epoch']}")
 
-    def _start_bar(self, event: dict[str, Any]) -> None:
+    def _start_bar(self, event: Mapping[str, Any]) -> None:
         if not self.enabled:
             return
         # lazy: start-up time

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -109,7 +109,7 @@ def _train(out: Path, settings: DemoSettings, state: dict[str, Any], progress: P
     splits = replace(base, train=train_ids, folds=[(train_ids, list(base.val))])
     write_json(data / "splits.json", splits.to_dict(), indent=1)
 
-    def on_event(event: dict[str, Any]) -> None:
+    def on_event(event: Mapping[str, Any]) -> None:
         if event["event"] == "start":
             state["train_start"] = event
             progress(0, settings.epochs)

@@ -28,20 +28,20 @@ __all__ = ["EventCallback", "TrainEvent", "ignore"]
 
 @dataclass(frozen=True, eq=False)
 class TrainEvent(Mapping[str, Any]):
-    """One progress message: ``kind`` (see the module table) and its ``values``."""
+    """One progress message: ``kind`` (see the module table) and its ``fields``."""
 
     kind: str
-    values: Mapping[str, Any] = field(default_factory=dict)
+    fields: Mapping[str, Any] = field(default_factory=dict)
 
     def __getitem__(self, key: str) -> Any:
-        return self.kind if key == "event" else self.values[key]
+        return self.kind if key == "event" else self.fields[key]
 
     def __iter__(self) -> Iterator[str]:
         yield "event"
-        yield from self.values
+        yield from self.fields
 
     def __len__(self) -> int:
-        return 1 + len(self.values)
+        return 1 + len(self.fields)
 
 
 EventCallback = Callable[[TrainEvent], None]

@@ -32,7 +32,7 @@ NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 def _cpu_capabilities() -> dict[str, Any]:
     """PyTorch's view of the CPU; empty when this torch cannot say."""
     try:
-        return dict(torch.cpu.get_capabilities())  # type: ignore[attr-defined]
+        return dict(torch.cpu.get_capabilities())
     except Exception as exc:  # an older torch or an unknown CPU: no native bf16 then
         logger.debug("torch.cpu.get_capabilities() failed: %s", exc)
         return {}

@@ -232,7 +232,7 @@ def prepare(
         loader=None, val_loader=None,  # type: ignore[arg-type]
         stopper=EarlyStopping(int(config.patience or 0), config.min_delta),
         rule=StopRule(config.epochs, int(config.patience or 0), config.min_delta,
-                      anneal=config.schedule == "plateau", budget_s=config.time_budget),
+                      anneal=config.schedule == "plateau", budget_s=_budget_seconds(config)),
         run_log=RunLog(out / "train.log" if dist.is_main else None),
         base_meta=_base_meta(config, data), steps_per_epoch=steps_per_epoch, clock=clock,
     )  # fmt: skip
@@ -332,7 +332,8 @@ def _announce(session: Session, device: torch.device) -> None:
                   "cases": data.counts, "parameters": count_parameters(session.core),
                   "augment_on": augment_on, "start_epoch": session.start_epoch,
                   "steps_per_epoch": session.steps_per_epoch}))  # fmt: skip
-    budget = f", time budget {format_seconds(config.time_budget)}" if config.time_budget else ""
+    budget_s = _budget_seconds(config)
+    budget = f", time budget {format_seconds(budget_s)}" if budget_s else ""
     session.run_log.write(f"start: epoch {session.start_epoch + 1} of at most {config.epochs} "
                           f"on {device}{budget}, {data.reasons}")  # fmt: skip
 
@@ -352,3 +353,8 @@ class RunLog:
                 handle.write(f"{stamp} {line}\n")
         except OSError as exc:  # a full disk says so like every other write
             raise write_error(exc, self.path.parent) from exc
+
+
+def _budget_seconds(config: TrainConfig) -> float | None:
+    """The checked config's time budget in seconds (``check()`` has read text such as 20m)."""
+    return None if config.time_budget is None else float(config.time_budget)
