@@ -151,3 +151,19 @@ def test_demo_folder_is_git_ignored_in_this_repository() -> None:
 
     gitignore = Path(__file__).resolve().parents[1] / ".gitignore"
     assert f"/{DEFAULT_OUT.as_posix()}/" in gitignore.read_text(encoding="utf-8").splitlines()
+
+
+def test_a_piped_command_prints_plain_progress_lines(tmp_path: Path) -> None:
+    """Through a pipe (no terminal), a stage's progress arrives as plain lines on stderr."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "ph"
+    done = subprocess.run(
+        [sys.executable, "-m", "cxrseg", "phantom", "--out", str(out), "-n", "4", "--size", "64"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.startswith("phantoms: ")]
+    assert lines[-1] == "phantoms: 4/4", done.stderr
+    assert len(lines) <= 11

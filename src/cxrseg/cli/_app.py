@@ -62,6 +62,9 @@ def progress_bar(description: str, enabled: bool = True) -> Iterator[Callable[[i
     if not enabled:
         yield lambda done, total: None
         return
+    if not err_console.is_terminal:  # a file or a pipe: plain lines, so a log shows life
+        yield _plain_progress(description)
+        return
     # lazy: start-up time
     from rich.progress import (
         BarColumn,
@@ -87,6 +90,21 @@ def progress_bar(description: str, enabled: bool = True) -> Iterator[Callable[[i
             bar.update(task, completed=done, total=total)
 
         yield update
+
+
+def _plain_progress(description: str) -> Callable[[int, int], None]:
+    """A ``progress(done, total)`` callback that prints a line at each tenth of the work."""
+    printed = {"tenth": -1}
+
+    def update(done: int, total: int) -> None:
+        if total <= 0:
+            return
+        tenth = min(10, done * 10 // total)
+        if tenth > printed["tenth"]:
+            printed["tenth"] = tenth
+            err_console.print(f"{description}: {done}/{total}", markup=False, highlight=False)
+
+    return update
 
 
 def main() -> None:
