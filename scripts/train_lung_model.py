@@ -53,6 +53,8 @@ from typing import Any
 
 import yaml
 
+from cxrseg.training.config import default_augmentation
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
 INSTALL_DIR = ROOT / "src" / "cxrseg" / "pretrained" / "lungs"
@@ -62,27 +64,31 @@ VAL_FRACTION = 0.15
 LABELS = {"labels": {"background": 0, "lungs": 255}}
 INSTALLED = ("model.safetensors", "model.json", "results.json", "MODEL_CARD.md")
 
-#: The default augmentation with intensity widened for lungs, and opacities and gas patches.
-AUGMENTATION: dict[str, Any] = {
-    "operations": [
-        {"op": "random_distortion", "probability": 0.5, "grid_width": 4, "grid_height": 4,
-         "magnitude": 4},
-        {"op": "gaussian_distortion", "probability": 0.5, "grid_width": 4, "grid_height": 4,
-         "magnitude": 3.0, "corner": "bell", "method": "in"},
-        {"op": "rotate", "probability": 0.5, "max_left_rotation": 7.0,
-         "max_right_rotation": 7.0, "crop": False},
-        {"op": "zoom", "probability": 0.5, "min_factor": 0.9, "max_factor": 1.1},
-        {"op": "opacity", "probability": 0.35, "min_level": 0.6, "max_level": 0.95,
-         "max_amount": 0.9, "min_radius": 0.05, "max_radius": 0.2, "max_count": 3},
-        {"op": "opacity", "probability": 0.2, "min_level": 0.0, "max_level": 0.15,
-         "max_amount": 0.8, "min_radius": 0.03, "max_radius": 0.08, "max_count": 2},
-        {"op": "brightness", "probability": 0.5, "min_factor": 0.8, "max_factor": 1.2},
-        {"op": "contrast", "probability": 0.5, "min_factor": 0.65, "max_factor": 1.4},
-        {"op": "gamma", "probability": 0.5, "min_gamma": 0.65, "max_gamma": 1.6},
-        {"op": "blur", "probability": 0.15, "min_sigma": 0.5, "max_sigma": 1.5},
-        {"op": "gaussian_noise", "probability": 0.15, "min_std": 0.0, "max_std": 0.03},
-    ]
-}  # fmt: skip
+#: What the lung model adds to the default augmentation's geometry: intensity widened for
+#: lungs, opacities that stay lung and dark gas-like patches.
+LUNG_INTENSITY: list[dict[str, Any]] = [
+    {"op": "opacity", "probability": 0.35, "min_level": 0.6, "max_level": 0.95,
+     "max_amount": 0.9, "min_radius": 0.05, "max_radius": 0.2, "max_count": 3},
+    {"op": "opacity", "probability": 0.2, "min_level": 0.0, "max_level": 0.15,
+     "max_amount": 0.8, "min_radius": 0.03, "max_radius": 0.08, "max_count": 2},
+    {"op": "brightness", "probability": 0.5, "min_factor": 0.8, "max_factor": 1.2},
+    {"op": "contrast", "probability": 0.5, "min_factor": 0.65, "max_factor": 1.4},
+    {"op": "gamma", "probability": 0.5, "min_gamma": 0.65, "max_gamma": 1.6},
+    {"op": "blur", "probability": 0.15, "min_sigma": 0.5, "max_sigma": 1.5},
+    {"op": "gaussian_noise", "probability": 0.15, "min_std": 0.0, "max_std": 0.03},
+]  # fmt: skip
+_INTENSITY_OPS = {"brightness", "contrast", "gamma", "blur", "gaussian_noise", "opacity"}
+
+
+def lung_augmentation() -> dict[str, Any]:
+    """The default augmentation's geometric operations, then :data:`LUNG_INTENSITY`."""
+    geometry = [op for op in default_augmentation()["operations"]
+                if op["op"] not in _INTENSITY_OPS]  # fmt: skip
+    return {"operations": [*geometry, *LUNG_INTENSITY]}
+
+
+#: The augmentation the lung model trains with.
+AUGMENTATION: dict[str, Any] = lung_augmentation()
 
 
 def parse() -> argparse.Namespace:
