@@ -167,6 +167,16 @@ class Spec:
 Case = Callable[[World, Path], Spec]
 
 
+#: A small, valid elastic distortion for the augment cases whose fault lies elsewhere.
+DISTORT = ("--random-distortion", "4", "4", "2")
+
+
+def _augment(data: Path, out: Path, *extra: object, n: int = 2, size: int | None = 32) -> list:
+    """``cxrseg augment DATA --out OUT -n N [--size SIZE] EXTRA...``."""
+    sized = ["--size", str(size)] if size is not None else []
+    return ["augment", data, "--out", out, "-n", str(n), *sized, *extra]
+
+
 def _train(world: World, tmp: Path, *extra: object, data: Path | None = None) -> Spec:
     out = tmp / "run"
     return Spec(["train", data or world.data, "--out", out, "--quiet", *extra], [out], gone=[out])
@@ -231,210 +241,66 @@ CASES: dict[str, Case] = {
     ),
     # augment
     "augment-magnitude-folds-the-image": lambda w, t: Spec(
-        [
-            "augment",
-            w.data,
-            "--out",
-            t / "a",
-            "-n",
-            "2",
-            "--size",
-            "32",
-            "--random-distortion",
-            "4",
-            "4",
-            "100000",
-        ],
+        _augment(w.data, t / "a", "--random-distortion", "4", "4", "100000"),
         [t / "a"],
         says=("magnitude", "grid cell", "Fix:"),
         gone=[t / "a"],
     ),
     "augment-gaussian-magnitude-folds": lambda w, t: Spec(
-        [
-            "augment",
-            w.data,
-            "--out",
-            t / "a",
-            "-n",
-            "2",
-            "--size",
-            "32",
-            "--gaussian-distortion",
-            "4",
-            "4",
-            "500",
-            "bell",
-            "in",
-        ],
+        _augment(w.data, t / "a", "--gaussian-distortion", "4", "4", "500", "bell", "in"),
         [t / "a"],
         says=("magnitude", "grid cell"),
         gone=[t / "a"],
     ),
     "augment-out-inside-the-data": lambda w, t: Spec(
-        [
-            "augment",
-            w.data,
-            "--out",
-            w.data / "aug",
-            "-n",
-            "2",
-            "--size",
-            "32",
-            "--random-distortion",
-            "4",
-            "4",
-            "2",
-        ],
-        says=("inside the input",),
+        _augment(w.data, w.data / "aug", *DISTORT), says=("inside the input",)
     ),
     "augment-out-under-a-file": lambda w, t: Spec(
-        [
-            "augment",
-            w.data,
-            "--out",
-            a_file(t) / "a",
-            "-n",
-            "2",
-            "--size",
-            "32",
-            "--random-distortion",
-            "4",
-            "4",
-            "2",
-        ],
-        says=("afile", "Fix:"),
+        _augment(w.data, a_file(t) / "a", *DISTORT), says=("afile", "Fix:")
     ),
     "augment-markup-in-out": lambda w, t: Spec(
-        [
-            "augment",
-            t / "no[/b]data",
-            "--out",
-            t / "o[/b]",
-            "-n",
-            "2",
-            "--random-distortion",
-            "4",
-            "4",
-            "2",
-        ],
+        _augment(t / "no[/b]data", t / "o[/b]", *DISTORT, size=None),
         [t / "o[/b]"],
         says=("no[/b]data", "Fix:"),
     ),
     "augment-pipeline-not-yaml": lambda w, t: Spec(
-        [
-            "augment",
-            w.data,
-            "--out",
-            t / "a",
-            "-n",
-            "2",
-            "--pipeline",
-            _write(t / "p.yaml", "a: [b"),
-        ],
+        _augment(w.data, t / "a", "--pipeline", _write(t / "p.yaml", "a: [b"), size=None),
         [t / "a"],
         says=("p.yaml",),
     ),
     "augment-pipeline-unknown-op": lambda w, t: Spec(
-        [
-            "augment",
+        _augment(
             w.data,
-            "--out",
             t / "a",
-            "-n",
-            "2",
             "--pipeline",
             _write(t / "p.yaml", "operations:\n- op: warp\n  probability: 1\n"),
-        ],
+            size=None,
+        ),
         [t / "a"],
         says=("warp", "Fix:"),
     ),
     "augment-both-recipes": lambda w, t: Spec(
-        [
-            "augment",
-            w.data,
-            "--out",
-            t / "a",
-            "-n",
-            "2",
-            "--pipeline",
-            t / "p.yaml",
-            "--random-distortion",
-            "4",
-            "4",
-            "2",
-        ],
+        _augment(w.data, t / "a", "--pipeline", t / "p.yaml", *DISTORT, size=None),
         [t / "a"],
         says=("--pipeline",),
     ),
     "augment-decompression-bomb": lambda w, t: Spec(
-        [
-            "augment",
-            dataset_with(t, w, bomb_png),
-            "--out",
-            t / "a",
-            "-n",
-            "6",
-            "--size",
-            "32",
-            "--random-distortion",
-            "4",
-            "4",
-            "2",
-        ],
+        _augment(dataset_with(t, w, bomb_png), t / "a", *DISTORT, n=6),
         [t / "a"],
         says=("declares", "Fix:"),
     ),
     "augment-one-pixel-image": lambda w, t: Spec(
-        [
-            "augment",
-            dataset_with(t, w, tiny_png),
-            "--out",
-            t / "a",
-            "-n",
-            "6",
-            "--size",
-            "32",
-            "--random-distortion",
-            "4",
-            "4",
-            "2",
-        ],
+        _augment(dataset_with(t, w, tiny_png), t / "a", *DISTORT, n=6),
         [t / "a"],
         says=("1 x 1", "at least 32"),
     ),
     "augment-bad-resize": lambda w, t: Spec(
-        [
-            "augment",
-            w.data,
-            "--out",
-            t / "a",
-            "-n",
-            "2",
-            "--resize",
-            "stretch",
-            "--random-distortion",
-            "4",
-            "4",
-            "2",
-        ],
+        _augment(w.data, t / "a", "--resize", "stretch", *DISTORT, size=None),
         [t / "a"],
         says=("resize", "stretch"),
     ),
     "augment-out-not-empty": lambda w, t: Spec(
-        [
-            "augment",
-            w.data,
-            "--out",
-            _write(t / "o" / "notes.txt", "x").parent,
-            "-n",
-            "2",
-            "--size",
-            "32",
-            "--random-distortion",
-            "4",
-            "4",
-            "2",
-        ],
+        _augment(w.data, _write(t / "o" / "notes.txt", "x").parent, *DISTORT),
         [t / "o"],
         says=("not empty",),
     ),
@@ -789,11 +655,14 @@ def test_kill_9_during_train_then_resume_matches_a_straight_run_and_a_second_res
     world: World, tmp_path: Path
 ) -> None:
     run, reference = tmp_path / "run", tmp_path / "reference"
-    yaml = _slow_yaml(tmp_path, 2)
+    # enough epochs that the first run is still training when the second command comes, on an
+    # idle machine too (two epochs ended before it there, and the lock was already free)
+    yaml = _slow_yaml(tmp_path, 12)
     straight = _popen("train", world.data, "--out", reference, "--config", yaml, "--quiet")
     first = _popen("train", world.data, "--out", run, "--config", yaml, "--quiet")
     _wait_for(lambda: (run / "last" / "resume.json").is_file(), first, "the first epoch ended")
     # a second command on the same run folder is refused while the first one trains
+    assert first.poll() is None, "the first run ended before the lock could be tested"
     second = runner.invoke(app, ["train", str(world.data), "--out", str(run), "--resume", "-q"])
     assert second.exit_code == 2, second.output
     assert f"process {first.pid}" in second.output and "another cxrseg command" in second.output
@@ -813,12 +682,14 @@ def test_kill_9_during_augment_then_rerun_matches_a_straight_run_and_is_locked_m
     world: World, tmp_path: Path
 ) -> None:
     out, reference = tmp_path / "aug", tmp_path / "reference"
-    args = ["-n", "40", "--size", "128", "--random-distortion", "4", "4", "3"]
+    # enough samples that the first run is still writing when the second command comes
+    args = ["-n", "150", "--size", "128", "--random-distortion", "4", "4", "3"]
     straight = _popen("augment", world.data, "--out", reference, *args)
     first = _popen("augment", world.data, "--out", out, *args)
     manifest = out / "manifest.jsonl"
     _wait_for(lambda: manifest.is_file() and manifest.read_text().count("\n") >= 3, first,
               "three samples were written")  # fmt: skip
+    assert first.poll() is None, "the first run ended before the lock could be tested"
     second = runner.invoke(app, ["augment", str(world.data), "--out", str(out), *args])
     assert second.exit_code == 2 and "another cxrseg command" in second.output, second.output
     first.send_signal(signal.SIGKILL)
@@ -828,7 +699,7 @@ def test_kill_9_during_augment_then_rerun_matches_a_straight_run_and_is_locked_m
     assert straight.wait() == 0, straight.communicate()
     got = snapshot(out / "images", out / "masks")
     want = snapshot(reference / "images", reference / "masks")
-    assert len(want) == 40 * 6
+    assert len(want) == 150 * 6
     assert {p.relative_to(out): h for p, h in got.items()} == {
         p.relative_to(reference): h for p, h in want.items()
     }
