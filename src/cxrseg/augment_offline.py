@@ -35,7 +35,7 @@ from cxrseg.checks import check_choice, check_integer
 from cxrseg.data import discover, load_case
 from cxrseg.data.loading import RESIZE_MODES, resize_pair
 from cxrseg.errors import InputError
-from cxrseg.io import atomic_write, read_image_info, write_image, write_mask
+from cxrseg.io import atomic_write, parse_json, read_image_info, write_image, write_mask
 from cxrseg.io.folders import LOCK_NAME, folder_lock
 
 __all__ = [
@@ -79,7 +79,7 @@ def read_manifest(path: str | Path) -> list[dict[str, Any]]:
     records = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         try:
-            record = json.loads(line)
+            record = parse_json(line)
         except json.JSONDecodeError:
             logger.warning("%s:%d: unreadable manifest line skipped", path, number)
             continue

@@ -43,7 +43,7 @@ from cxrseg.errors import InputError
 from cxrseg.evaluation import evaluate
 from cxrseg.inference import Predictor, predict_paths
 from cxrseg.inference.ensemble import CROSSVAL_FILE, CROSSVAL_FORMAT
-from cxrseg.io import read_mask, write_json, write_mask
+from cxrseg.io import parse_json, read_mask, write_json, write_mask
 from cxrseg.postprocess import choose_postprocessing, postprocess_mask
 from cxrseg.training.config import TrainConfig, config_diff
 from cxrseg.training.defaults import pick_device
@@ -239,7 +239,7 @@ def _save_plan(out: Path, config: TrainConfig, splits: Splits) -> None:
 def _saved_splits(path: Path, ids: list[str]) -> Splits:
     """The folds saved in ``path``, checked against the dataset's ids."""
     try:
-        recorded = json.loads(path.read_text(encoding="utf-8"))
+        recorded = parse_json(path.read_text(encoding="utf-8"))
         options = (int(recorded["seed"]), float(recorded["test_fraction"]), int(recorded["k"]))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InputError(f"cannot read the saved folds ({exc}).", path=path,

@@ -40,7 +40,7 @@ from cxrseg.augment.resample_cv import warp
 from cxrseg.checks import check_choice, check_index, check_number
 from cxrseg.data.loading import load_case
 from cxrseg.errors import InputError
-from cxrseg.io import atomic_write
+from cxrseg.io import atomic_write, parse_yaml
 
 if TYPE_CHECKING:
     import torch
@@ -380,7 +380,7 @@ class Pipeline(PipelineMethods):
 
         path = Path(path)
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            data = parse_yaml(path.read_text(encoding="utf-8"))
         except OSError as exc:
             raise InputError(
                 f"cannot read the pipeline file: {exc.strerror}.", path=path, hint="check the path."

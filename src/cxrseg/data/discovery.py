@@ -49,7 +49,7 @@ from cxrseg.data.layouts import (
     visible_files,
 )
 from cxrseg.errors import InputError
-from cxrseg.io import check_name
+from cxrseg.io import check_name, parse_json
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def read_labels(path: Path) -> dict[str, int]:
         InputError: The file is not JSON, has no ``labels`` mapping, or bad label values.
     """
     try:
-        content = json.loads(path.read_text(encoding="utf-8"))
+        content = parse_json(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"cannot read dataset.json ({exc})", path=path, hint=_LABELS_HINT) from exc
     raw = content.get("labels") if isinstance(content, dict) else None

@@ -35,6 +35,7 @@ from typing import Any
 from cxrseg.data.dataset import natural_key
 from cxrseg.data.splits import Splits
 from cxrseg.errors import InputError
+from cxrseg.io import parse_json
 
 __all__ = ["FOLD_FILE_HINT", "folds_from_groups", "read_fold_file"]
 
@@ -76,7 +77,7 @@ def read_fold_file(path: str | Path, case_ids: Sequence[str], seed: int = 0) -> 
 
 def _parse_json(text: str, path: Path) -> tuple[list[list[str]], list[str]]:
     try:
-        data: Any = json.loads(text)
+        data: Any = parse_json(text)
     except json.JSONDecodeError as exc:
         raise InputError(f"not valid JSON ({exc}).", path=path, hint=FOLD_FILE_HINT) from exc
     if not isinstance(data, dict) or not isinstance(data.get("folds"), list):

@@ -19,7 +19,6 @@ run trains and validates on the same cases.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Sequence
@@ -32,7 +31,7 @@ import numpy as np
 from cxrseg.checks import check_fraction
 from cxrseg.data.dataset import natural_key
 from cxrseg.errors import InputError
-from cxrseg.io import atomic_write, write_json
+from cxrseg.io import atomic_write, parse_json, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -254,7 +253,7 @@ def load_or_create_splits(
         return splits
     hint = "delete the file to make new splits, or pass the data it was made for."
     try:
-        saved = Splits.from_dict(json.loads(file.read_text(encoding="utf-8")), 0)
+        saved = Splits.from_dict(parse_json(file.read_text(encoding="utf-8")), 0)
     except (OSError, ValueError, KeyError, TypeError) as exc:  # JSONDecodeError is a ValueError
         raise InputError(f"cannot read the saved splits ({exc})", path=file, hint=hint) from exc
     known = set(map(str, case_ids))
@@ -304,7 +303,7 @@ def adopt_splits(given: str | Path, target: Path, case_ids: Sequence[str]) -> No
     if not given.is_file():
         raise InputError("splits file not found.", path=given, hint="check --splits.")
     try:
-        saved = Splits.from_dict(json.loads(given.read_text(encoding="utf-8")), 0)
+        saved = Splits.from_dict(parse_json(given.read_text(encoding="utf-8")), 0)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InputError(
             f"not a readable splits file ({exc})",

@@ -26,7 +26,7 @@ from cxrseg.evaluation.results import (
     CaseResult,
     EvaluationResult,
 )
-from cxrseg.io import atomic_write, write_json
+from cxrseg.io import atomic_write, parse_json, write_json
 from cxrseg.metrics import segmentation_metrics, summarize
 from cxrseg.pairing import MismatchError, Pairing, listing
 
@@ -191,7 +191,7 @@ def read_flags(pred_root: Path, case_ids: Sequence[str]) -> dict[str, list[dict[
     """
     path = pred_root / "predictions.json"
     try:
-        record = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        record = parse_json(path.read_text(encoding="utf-8")) if path.is_file() else {}
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         logger.warning("cannot read the quality flags in %s: %s", path, exc)
         return {}

@@ -13,12 +13,12 @@ averages their probabilities (see ``Predictor.from_checkpoint``). Reading needs 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cxrseg.errors import InputError
+from cxrseg.io import parse_json
 
 __all__ = ["CROSSVAL_FILE", "CROSSVAL_FORMAT", "CrossvalModel", "is_crossval", "read_crossval"]
 
@@ -69,7 +69,7 @@ def read_crossval(folder: str | Path) -> CrossvalModel:
         raise InputError(f"the cross-validation is unfinished ({done} fold(s) done).",
                          path=folder, hint=rerun)  # fmt: skip
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
+        record = parse_json(path.read_text(encoding="utf-8"))
         if record.get("format") != CROSSVAL_FORMAT:
             raise ValueError(f"format {record.get('format')!r} is not {CROSSVAL_FORMAT!r}")
         folds = [folder / str(name) for name in record["folds"]]

@@ -26,7 +26,7 @@ from typing import Any
 from cxrseg.errors import InputError
 from cxrseg.inference.ensemble import is_crossval
 from cxrseg.inference.preprocess import NORMALIZATIONS, RESIZE_MODES
-from cxrseg.io import check_name, read_json
+from cxrseg.io import check_name, parse_json, read_json
 from cxrseg.training.config import MAX_LABELS, MAX_SIZE
 from cxrseg.versions import check_made_by
 
@@ -127,7 +127,7 @@ def _onnx_metadata(path: Path) -> dict[str, Any]:
         raise InputError(f"not a readable ONNX model ({exc})", path=path) from exc
     if embedded:
         try:
-            data = json.loads(embedded)
+            data = parse_json(embedded)
         except json.JSONDecodeError as exc:
             raise InputError(
                 f"its embedded cxrseg metadata is not JSON ({exc})", path=path

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from cxrseg.io._common import IMAGE_EXTENSIONS, ImageInfo, is_image_file
 from cxrseg.io.folders import check_name, folder_lock, inside
-from cxrseg.io.jsonfile import read_json, write_json
+from cxrseg.io.jsonfile import parse_json, parse_yaml, read_json, write_json
 from cxrseg.io.reading import read_image, read_image_info, read_mask
 from cxrseg.io.writing import (
     atomic_write,
@@ -40,6 +40,8 @@ from cxrseg.io.writing import (
 )
 
 __all__ = [
+    "parse_json",
+    "parse_yaml",
     "read_json",
     "write_json",
     "IMAGE_EXTENSIONS",

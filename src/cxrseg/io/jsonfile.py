@@ -17,7 +17,7 @@ import numpy as np
 from cxrseg.errors import InputError
 from cxrseg.io.writing import atomic_write
 
-__all__ = ["read_json", "to_jsonable", "write_json"]
+__all__ = ["parse_json", "parse_yaml", "read_json", "to_jsonable", "write_json"]
 
 
 def to_jsonable(value: Any) -> Any:
@@ -46,6 +46,26 @@ def write_json(path: str | Path, data: Any, *, indent: int | None = 2) -> Path:
     return path
 
 
+def parse_json(text: str) -> Any:
+    """``json.loads`` for text from a file: nesting too deep for Python to parse (``[[[[...``
+    a hundred thousand times) is a :class:`json.JSONDecodeError`, as any other bad JSON, so the
+    caller's message for a broken file covers it (not a ``RecursionError``)."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise json.JSONDecodeError("nested too deeply to parse", text, 0) from None
+
+
+def parse_yaml(text: str) -> Any:
+    """``yaml.safe_load`` with the same rule: nesting too deep is a ``yaml.YAMLError``."""
+    import yaml  # lazy: start-up time (only the commands that read YAML need it)
+
+    try:
+        return yaml.safe_load(text)
+    except RecursionError:
+        raise yaml.YAMLError("nested too deeply to parse") from None
+
+
 def read_json(path: str | Path, *, what: str = "the JSON file", hint: str | None = None) -> dict:
     """The object a JSON file holds.
 
@@ -59,7 +79,7 @@ def read_json(path: str | Path, *, what: str = "the JSON file", hint: str | None
     """
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = parse_json(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InputError("file not found", path=path, hint=hint or "check the path") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -22,7 +22,7 @@ from pydantic import Field
 
 from cxrseg.augment.pipeline import Pipeline
 from cxrseg.errors import InputError
-from cxrseg.io import atomic_write
+from cxrseg.io import atomic_write, parse_yaml
 from cxrseg.training.duration import parse_duration
 from cxrseg.training.schema import Real, Schema
 
@@ -278,7 +278,7 @@ class TrainConfig(Schema):
         if not path.is_file():
             raise InputError("config file not found.", path=path, hint="check the path.")
         try:
-            values = yaml.safe_load(path.read_text(encoding="utf-8"))
+            values = parse_yaml(path.read_text(encoding="utf-8"))
         except yaml.YAMLError as exc:
             raise InputError(
                 f"not valid YAML ({exc}).",

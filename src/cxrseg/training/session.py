@@ -7,7 +7,6 @@ them; :func:`prepare` builds everything the epochs need into a :class:`Session` 
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from torch.utils.data import DataLoader
 from cxrseg.catalogue import resolve
 from cxrseg.data import adopt_splits, discover, load_or_create_splits
 from cxrseg.errors import InputError
-from cxrseg.io import write_error
+from cxrseg.io import parse_json, write_error
 from cxrseg.losses import SegmentationLoss
 from cxrseg.models import count_parameters, create_model
 from cxrseg.training import defaults
@@ -62,7 +61,7 @@ def _split_options(path: Path, config: TrainConfig) -> dict[str, Any]:
         "test_fraction": config.test_fraction,
     }
     try:
-        saved = json.loads(path.read_text(encoding="utf-8"))
+        saved = parse_json(path.read_text(encoding="utf-8"))
         recorded = {key: saved[key] for key in options}
         folds = saved.get("k")
     except (OSError, ValueError, KeyError, TypeError):
