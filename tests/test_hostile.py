@@ -533,9 +533,14 @@ def test_there_are_at_least_sixty_cases_over_every_command() -> None:
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_hostile_case(name: str, world: World, tmp_path: Path, crash_dir: Path) -> None:
+    check_case(CASES[name], world, tmp_path, crash_dir)
+
+
+def check_case(case: Case, world: World, tmp_path: Path, crash_dir: Path) -> None:
+    """Build ``case`` in ``tmp_path``, run it, and check it the way every hostile case is."""
     case_dir = tmp_path / "case"
     case_dir.mkdir()
-    spec = CASES[name](world, case_dir)
+    spec = case(world, case_dir)
     before = snapshot(world.root, case_dir)
     result = runner.invoke(app, [str(a) for a in spec.args])
     output = result.output

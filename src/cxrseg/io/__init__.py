@@ -19,6 +19,9 @@ Intensity rules:
   darker on film, so a plain display is a negative. The image is ``1 - raw / 4095`` (what ImageJ's
   "white is zero" import and published JSRT converters do), which shows lungs dark. 0.175 mm pixels.
 
+Orientation: the EXIF/TIFF ``Orientation`` tag of a JPEG, PNG or TIFF is applied to images and
+masks alike, so both come back as viewers show them. Several frames: the first is read.
+
 Pixel spacing is ``(row, col)`` in mm: DICOM PixelSpacing, else ImagerPixelSpacing; the
 resolution of PNG/TIFF/JPEG/BMP files only when stored in physical units and not a software
 placeholder (72 or 96 dpi); JSRT 0.175 mm; otherwise ``None``.

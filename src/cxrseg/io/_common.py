@@ -101,6 +101,11 @@ def _check_file(path: str | Path) -> Path:
     return path
 
 
+def _one_line(exc: BaseException) -> str:
+    """A decoder's exception text on one line (pydicom lists each plugin's error on its own)."""
+    return " ".join(str(exc).split())
+
+
 def _lossy_mask_error(path: Path) -> InputError:
     return InputError(
         "is JPEG-compressed; JPEG is lossy, so it blurs label edges and invents values between "
@@ -128,20 +133,37 @@ def _to_gray(samples: np.ndarray) -> np.ndarray:
     return samples[..., :3].astype(np.float64) @ _LUMA
 
 
+def check_samples(samples: np.ndarray, path: Path) -> np.ndarray:
+    """The decoded samples of ``path`` if they are finite real numbers (as every reader needs).
+
+    Raises:
+        InputError: Complex or non-numeric samples (a TIFF can hold them), or NaN/infinity
+            (a float TIFF or DICOM can).
+    """
+    if samples.dtype.kind not in "biuf":
+        raise InputError(
+            f"holds {samples.dtype} samples, not real numbers (gray levels or labels)",
+            path=path,
+            hint="re-export the image as 8- or 16-bit grayscale (the magnitude, for complex data)",
+        )
+    if samples.dtype.kind == "f" and not np.isfinite(samples).all():
+        raise InputError(
+            "contains NaN or infinite pixel values",
+            path=path,
+            hint="re-export the image with finite values",
+        )
+    return samples
+
+
 def _to_unit(samples: np.ndarray, path: Path, full_scale: float | None = None) -> np.ndarray:
     """Gray float32 [0, 1]: divided by the full scale (8/16-bit) or, without one, min..max."""
+    check_samples(samples, path)
     if full_scale is None and samples.dtype in (np.uint8, np.uint16):
         full_scale = float(np.iinfo(samples.dtype).max)
     gray = _to_gray(samples)
     if full_scale is not None:
         return (gray / full_scale).astype(np.float32)
     values = gray.astype(np.float64)
-    if not np.isfinite(values).all():
-        raise InputError(
-            "contains NaN or infinite pixel values",
-            path=path,
-            hint="re-export the image with finite values",
-        )
     lo, hi = float(values.min()), float(values.max())
     if lo >= 0 and hi <= 1:
         return values.astype(np.float32)
@@ -183,12 +205,14 @@ def too_large(path: Path, declared: str) -> InputError:
 def _with_range(info: ImageInfo, samples: np.ndarray | None) -> ImageInfo:
     if samples is None or samples.size == 0:
         return info
+    check_samples(samples, info.path)
     return replace(info, raw_min=float(samples.min()), raw_max=float(samples.max()))
 
 
 def _labels_uint8(values: np.ndarray, path: Path) -> np.ndarray:
     if values.dtype == np.uint8:
         return values
+    check_samples(values, path)
     if values.dtype == np.bool_:
         return values.astype(np.uint8)
     if np.issubdtype(values.dtype, np.floating) and not np.array_equal(values, np.round(values)):

@@ -16,6 +16,7 @@ from cxrseg.io._common import (
     _JSRT_SPACING_MM,
     ImageInfo,
     _header,
+    _one_line,
     _to_unit,
     _with_range,
 )
@@ -42,7 +43,7 @@ def _read_dicom(path: Path, decode: bool = True) -> tuple[np.ndarray, ImageInfo]
             hint="check the file; convert ACR-NEMA or other files to DICOM or PNG first",
         ) from exc
     except Exception as exc:
-        message = f"cannot be parsed as DICOM ({exc})"
+        message = f"cannot be parsed as DICOM ({_one_line(exc)})"
         raise InputError(message, path=path, hint=_DECODE_HINT) from exc
     rows, cols = int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)
     if not rows or not cols:
@@ -77,10 +78,15 @@ def _read_dicom(path: Path, decode: bool = True) -> tuple[np.ndarray, ImageInfo]
     if stored.ndim == 3:  # colour: pydicom gives RGB
         return _to_unit(stored, path, float(2**bits - 1)), info
     try:
-        image = _dicom_to_unit(ds, stored, bits)
-    except (ValueError, NotImplementedError, AttributeError, KeyError) as exc:
+        if stored.dtype.kind == "f":  # Float Pixel Data: no stored bit range to scale by
+            image = _to_unit(stored, path).astype(np.float64)
+        else:
+            image = _dicom_to_unit(ds, stored, bits)
+    except InputError:
+        raise
+    except Exception as exc:  # a text slope, a LUT shorter than it says: the file's attributes
         raise InputError(
-            f"has unusable rescale/VOI attributes ({exc})",
+            f"has unusable rescale/VOI attributes ({_one_line(exc)})",
             path=path,
             hint="fix or remove RescaleSlope/Intercept, WindowCenter/Width and VOILUTSequence",
         ) from exc
@@ -108,7 +114,7 @@ def _dicom_pixels(ds: Any, path: Path) -> np.ndarray:
                 hint="pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg (or python-gdcm), "
                 "or decompress the file first (gdcmconv --raw, dcmdjpeg)",
             ) from exc
-        message = f"DICOM pixel data cannot be decoded ({exc})"
+        message = f"DICOM pixel data cannot be decoded ({_one_line(exc)})"
         raise InputError(message, path=path, hint=_DECODE_HINT) from exc
 
 

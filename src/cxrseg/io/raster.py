@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from cxrseg.io._common import (
     _PLACEHOLDER_DPI,
     ImageInfo,
     _header,
+    _one_line,
     _with_range,
     too_large,
 )
@@ -62,7 +64,7 @@ def _read_raster(path: Path, decode: bool = True) -> _Raster:
                     logger.warning("%s: has %d frames; reading the first", path, frames)
                 im.load()
                 _fill_pillow_samples(raster, im)
-            return raster
+            return _oriented(raster, _exif_orientation(im, loaded=decode))
     except InputError:
         raise
     except Image.DecompressionBombError as exc:
@@ -73,7 +75,8 @@ def _read_raster(path: Path, decode: bool = True) -> _Raster:
         message = "is not an image Pillow can identify"
         raise InputError(message, path=path, hint=_DECODE_HINT) from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise InputError(f"cannot be decoded ({exc})", path=path, hint=_DECODE_HINT) from exc
+        message = f"cannot be decoded ({_one_line(exc)})"
+        raise InputError(message, path=path, hint=_DECODE_HINT) from exc
 
 
 def _pillow_raster(path: Path, im: Any) -> _Raster | None:
@@ -101,6 +104,49 @@ def _pillow_raster(path: Path, im: Any) -> _Raster | None:
     lossy = fmt in ("JPEG", "MPO") or compression in _LOSSY_TIFF_COMPRESSIONS
     spacing = _spacing_from_dpi(im.info.get("dpi"))
     return _Raster(_header(path, fmt, im.height, im.width, channels, bits, spacing), lossy)
+
+
+#: EXIF/TIFF Orientation -> how to turn the stored rows into the picture viewers show.
+_ORIENTATIONS: dict[int, Callable[[np.ndarray], np.ndarray]] = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.swapaxes(0, 1),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: a[::-1, ::-1].swapaxes(0, 1),
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+def _exif_orientation(im: Any, loaded: bool) -> int:
+    """The Orientation tag (1..8) of a JPEG, PNG or TIFF; 1 when absent, invalid or unreadable."""
+    if im.format == "PNG" and not loaded and "exif" not in im.info:
+        return 1  # Pillow finds an eXIf chunk after the pixels only by decoding them
+    try:
+        value = int(im.getexif().get(0x0112, 1))
+    except Exception:  # a corrupt EXIF block leaves the picture as stored
+        return 1
+    return value if value in _ORIENTATIONS else 1
+
+
+def _oriented(raster: _Raster, orientation: int) -> _Raster:
+    """The raster as viewers show it: EXIF/TIFF Orientation applied to the size and samples.
+
+    Images and masks are read alike, so a mask drawn on the picture a viewer showed fits its
+    image, and the masks cxrseg writes (with no orientation tag) fit that picture too.
+    """
+    turn = _ORIENTATIONS.get(orientation)
+    if turn is None:
+        return raster
+    logger.info("%s: EXIF orientation %d applied", raster.info.path, orientation)
+    if orientation >= 5:  # a quarter turn or a transposition: rows become columns
+        info = raster.info
+        raster.info = replace(info, height=info.width, width=info.height)
+    if raster.samples is not None:
+        raster.samples = np.ascontiguousarray(turn(raster.samples))
+    if raster.indices is not None:
+        raster.indices = np.ascontiguousarray(turn(raster.indices))
+    return raster
 
 
 def _fill_pillow_samples(raster: _Raster, im: Any) -> None:
@@ -186,6 +232,7 @@ def _read_other(path: Path, fmt: str | None, decode: bool) -> _Raster:
             channels, bits = int(page.samplesperpixel), int(page.bitspersample)
             lossy = any(k in page.compression.name for k in ("JPEG", "WEBP", "LERC"))
             spacing = _tiff_spacing(page)
+            orientation = int(getattr(page.tags.get("Orientation"), "value", 1))
             info = _header(path, "TIFF", height, width, channels, bits, spacing)  # size checked
             samples = np.asarray(page.asarray()) if decode else None
             if samples is not None and samples.ndim == 3 and page.planarconfig == 2:
@@ -193,11 +240,11 @@ def _read_other(path: Path, fmt: str | None, decode: bool) -> _Raster:
     except InputError:
         raise
     except Exception as exc:
-        message = f"cannot be decoded as TIFF ({exc})"
+        message = f"cannot be decoded as TIFF ({_one_line(exc)})"
         raise InputError(message, path=path, hint=_DECODE_HINT) from exc
     if samples is not None and samples.ndim == 3:
         samples = samples[..., 0] if samples.shape[2] < 3 else samples[..., :3]
-    return _Raster(info, lossy, samples)
+    return _oriented(_Raster(info, lossy, samples), orientation)
 
 
 def _tiff_spacing(page: Any) -> tuple[float, float] | None:

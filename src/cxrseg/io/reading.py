@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from cxrseg.errors import InputError
 from cxrseg.io._common import (
+    _DECODE_HINT,
     _DICOM_EXTENSIONS,
     _JSRT_EXTENSIONS,
     _PILLOW_EXTENSIONS,
@@ -16,10 +21,37 @@ from cxrseg.io._common import (
     _check_file,
     _labels_uint8,
     _lossy_mask_error,
+    _one_line,
     _to_unit,
 )
 from cxrseg.io.medical import _read_dicom, _read_jsrt
 from cxrseg.io.raster import _read_raster
+
+logger = logging.getLogger(__name__)
+
+
+@contextmanager
+def _decoding(path: Path) -> Iterator[None]:
+    """Read an untrusted file: whatever goes wrong inside a decoder is the file's problem.
+
+    Pillow, pydicom, tifffile and NumPy raise many exception types on crafted or broken files
+    (``struct.error``, ``TypeError`` from a text RescaleSlope, ``IndexError``...). Each becomes
+    one :class:`InputError` naming the file, so a command reports it as a bad input (or lists
+    the file as failed and goes on) instead of crashing. Their warnings (a corrupt EXIF block,
+    an invalid DICOM value) go to the debug log, not to the terminal.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        except (InputError, MemoryError, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            detail = f"{type(exc).__name__}: {_one_line(exc)}"
+            raise InputError(f"cannot be decoded ({detail})", path=path, hint=_DECODE_HINT) from exc
+        finally:
+            for warning in caught:
+                logger.debug("%s: %s", path, " ".join(str(warning.message).split()))
 
 
 def read_image(path: str | Path) -> tuple[np.ndarray, ImageInfo]:
@@ -35,6 +67,15 @@ def read_image(path: str | Path) -> tuple[np.ndarray, ImageInfo]:
         InputError: The file is missing, empty, of an unsupported type, truncated or undecodable.
     """
     path = _check_file(path)
+    with _decoding(path):
+        image, info = _read_any_image(path)
+    if not np.isfinite(image).all():  # e.g. a DICOM RescaleSlope of NaN
+        hint = "fix its intensity attributes (DICOM RescaleSlope/Intercept, window) or re-export it"
+        raise InputError("gives NaN or infinite intensities", path=path, hint=hint)
+    return image, info
+
+
+def _read_any_image(path: Path) -> tuple[np.ndarray, ImageInfo]:
     suffix = path.suffix.lower()
     if suffix in _DICOM_EXTENSIONS:
         return _read_dicom(path)
@@ -63,11 +104,12 @@ def read_image_info(path: str | Path, *, pixel_range: bool = True) -> ImageInfo:
     """
     path = _check_file(path)
     suffix = path.suffix.lower()
-    if suffix in _DICOM_EXTENSIONS:
-        return _read_dicom(path, decode=pixel_range)[1]
-    if suffix in _JSRT_EXTENSIONS:
-        return _read_jsrt(path, decode=pixel_range)[1]
-    return _read_raster(path, decode=pixel_range).decoded_info()
+    with _decoding(path):
+        if suffix in _DICOM_EXTENSIONS:
+            return _read_dicom(path, decode=pixel_range)[1]
+        if suffix in _JSRT_EXTENSIONS:
+            return _read_jsrt(path, decode=pixel_range)[1]
+        return _read_raster(path, decode=pixel_range).decoded_info()
 
 
 def read_mask(path: str | Path) -> np.ndarray:
@@ -97,7 +139,8 @@ def read_mask(path: str | Path) -> np.ndarray:
             path=path,
             hint="save the mask as a PNG (0 background, 255 or 1..n per structure)",
         )
-    raster = _read_raster(path)
+    with _decoding(path):
+        raster = _read_raster(path)
     if raster.lossy:
         raise _lossy_mask_error(path)
     values = raster.indices if raster.indices is not None else raster.samples

@@ -100,7 +100,7 @@ def atomic_write(path: str | Path) -> Iterator[Path]:
     path = check_output_file(path)
     parent = path.parent
     ensure_folder(parent)
-    tmp = parent / f".{path.name}.tmp-{secrets.token_hex(4)}{path.suffix}"
+    tmp = parent / _temporary_name(path)
     try:
         yield tmp
         if not tmp.exists():
@@ -119,6 +119,21 @@ def atomic_write(path: str | Path) -> Iterator[Path]:
             raise write_error(exc, parent) from exc
         raise
     _fsync_dir(parent)
+
+
+#: Longest file name (bytes) of the usual file systems (ext4, XFS, btrfs, tmpfs, APFS, NTFS).
+_NAME_MAX = 255
+
+
+def _temporary_name(path: Path) -> str:
+    """``.<name>.tmp-<random><suffix>``, the name cut short so it is no longer than a file
+    name may be: a target named at the limit (an input ``<251 characters>.dcm`` gives
+    ``<251 characters>.png``) must not fail for its temporary's sake."""
+    tail = f".tmp-{secrets.token_hex(4)}{path.suffix}"
+    name = path.name
+    while name and len(os.fsencode(f".{name}{tail}")) > _NAME_MAX:
+        name = name[:-1]
+    return f".{name}{tail}"
 
 
 def check_output_file(path: str | Path) -> Path:
