@@ -102,6 +102,15 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=None, help="cap (default: the recipe's)")
     parser.add_argument("--base-channels", type=int, default=None, help="U-Net width (default 12)")
     parser.add_argument("--init", default=None, help="start from this checkpoint folder")
+    parser.add_argument(
+        "--schedule", default="plateau", choices=("plateau", "cosine", "poly"),
+        help="plateau: train until validation stops improving; cosine/poly: decay over the "
+        "whole --time-budget (or --epochs), no early stop",
+    )
+    parser.add_argument(
+        "--augmentation", default="lung", choices=("lung", "default"),
+        help="lung: the default geometry plus LUNG_INTENSITY; default: cxrseg train's own",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--install", action="store_true", help="copy the model into the package")
@@ -205,7 +214,11 @@ def train(args: argparse.Namespace, data: Path, splits: Path, run: Path) -> None
 
 def write_config(args: argparse.Namespace) -> Path:
     """OUT/train.yaml: the recipe's options that differ from ``cxrseg train``'s defaults."""
-    options: dict[str, Any] = {"size": args.size, "seed": args.seed, "augmentation": AUGMENTATION}
+    options: dict[str, Any] = {"size": args.size, "seed": args.seed}
+    if args.augmentation == "lung":
+        options["augmentation"] = AUGMENTATION
+    if args.schedule != "plateau":  # a fixed decay runs to its end: no early stop
+        options.update(schedule=args.schedule, patience=0)
     if args.time_budget:
         options["time_budget"] = args.time_budget
     if args.epochs:
