@@ -63,6 +63,8 @@ TEST_FRACTION = 0.2
 VAL_FRACTION = 0.15
 LABELS = {"labels": {"background": 0, "lungs": 255}}
 INSTALLED = ("model.safetensors", "model.json", "results.json", "MODEL_CARD.md")
+#: The shipped model's version that this recipe makes (version 2 was a trial, not shipped).
+MODEL_VERSION = 3
 
 #: What the lung model adds to the default augmentation's geometry: intensity widened for
 #: lungs, opacities that stay lung and dark gas-like patches.
@@ -103,12 +105,16 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--base-channels", type=int, default=None, help="U-Net width (default 12)")
     parser.add_argument("--init", default=None, help="start from this checkpoint folder")
     parser.add_argument(
-        "--schedule", default="plateau", choices=("plateau", "cosine", "poly"),
+        "--schedule",
+        default="plateau",
+        choices=("plateau", "cosine", "poly"),
         help="plateau: train until validation stops improving; cosine/poly: decay over the "
         "whole --time-budget (or --epochs), no early stop",
     )
     parser.add_argument(
-        "--augmentation", default="lung", choices=("lung", "default"),
+        "--augmentation",
+        default="lung",
+        choices=("lung", "default"),
         help="lung: the default geometry plus LUNG_INTENSITY; default: cxrseg train's own",
     )
     parser.add_argument("--seed", type=int, default=0)
@@ -323,6 +329,7 @@ def describe(
     history = read_history(run)
     return {
         "version": 2,
+        "model_version": MODEL_VERSION,
         "command": "python scripts/train_lung_model.py " + " ".join(sys.argv[1:]),
         "init": Path(args.init).name if args.init else None,
         "train_minutes": round(sum(r["epoch_s"] for r in history) / 60, 1),
