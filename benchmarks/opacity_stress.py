@@ -22,6 +22,10 @@ percentile of the film, keeping half the fine detail: ribs and vessels stay visi
     ground-glass-to-consolidation pattern).
 ``white-out``
     one lung, 80-100 % of it, amount 0.9-1.0 (a near-opaque hemithorax).
+``gas bubble``
+    no opacity: a dark, lung-like ellipse of gas just below the left lung's base (the image's
+    right), as a gastric bubble under a raised left hemidiaphragm; an area ratio above 1
+    means the model took gas for lung.
 
 It prints, per model and kind: mean and 5th percentile Dice, and the mean ratio of predicted
 to reference lung area (1.0 is right; the issue saw 0.47 on COVID films). Seeded: every model
@@ -48,7 +52,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
 SETS = ("montgomery", "shenzhen")
 VAL_FRACTION, TEST_FRACTION = 0.15, 0.2
-KINDS = ("clean", "consolidation", "bilateral", "white-out")
+KINDS = ("clean", "consolidation", "bilateral", "white-out", "gas bubble")
 
 
 def parse() -> argparse.Namespace:
@@ -125,6 +129,8 @@ def stress(kind: str, rng: np.random.Generator, image: np.ndarray, mask: np.ndar
     if kind == "clean":
         return image
     parts = lungs(mask)
+    if kind == "gas bubble":
+        return gas_bubble(rng, image, max(parts, key=lambda lung: np.nonzero(lung)[1].mean()))
     level = float(np.quantile(image, 0.9))
     weight = np.zeros(image.shape, np.float32)
     if kind == "consolidation":
@@ -144,6 +150,22 @@ def stress(kind: str, rng: np.random.Generator, image: np.ndarray, mask: np.ndar
     detail = image - cv2.GaussianBlur(image, (0, 0), 0.01 * max(image.shape))
     weight = np.minimum(weight, 1.0)
     return np.clip(image + weight * (level + 0.5 * detail - image), 0.0, 1.0)
+
+
+def gas_bubble(rng: np.random.Generator, image: np.ndarray, left: np.ndarray) -> np.ndarray:
+    """A dark ellipse of gas under the base of the left lung, as dark as that lung."""
+    h, w = image.shape
+    cx = int(np.median(np.nonzero(left)[1]))  # under the dome: the lung's middle column
+    base = int(np.nonzero(left[:, cx])[0].max())
+    axes = (int(rng.uniform(0.06, 0.1) * w), int(rng.uniform(0.04, 0.07) * h))
+    centre = (cx, min(h - 1, base + axes[1] + int(rng.uniform(0.01, 0.03) * h)))
+    bubble = np.zeros(image.shape, np.float32)
+    cv2.ellipse(bubble, centre, axes, 0, 0, 360, 1.0, -1)
+    bubble = cv2.GaussianBlur(bubble, (0, 0), 0.008 * max(image.shape)) * ~left
+    level = float(np.quantile(image[left], 0.25))
+    detail = image - cv2.GaussianBlur(image, (0, 0), 0.01 * max(image.shape))
+    amount = rng.uniform(0.8, 0.95) * bubble
+    return np.clip(image + amount * (level + 0.5 * detail - image), 0.0, 1.0)
 
 
 def dice(pred: np.ndarray, ref: np.ndarray) -> float:
