@@ -47,11 +47,8 @@ from typing import Any
 
 import cv2
 import numpy as np
+from lung_sets import DEFAULT_DATA, sets_missing, split_sets  # benchmarks/lung_sets.py
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = ROOT.parent / "shared" / "data"
-SETS = ("montgomery", "shenzhen")
-VAL_FRACTION, TEST_FRACTION = 0.15, 0.2
 KINDS = ("clean", "consolidation", "bilateral", "white-out", "gas bubble")
 
 
@@ -76,13 +73,10 @@ def parse() -> argparse.Namespace:
 
 def test_cases(args: argparse.Namespace) -> list[tuple[np.ndarray, np.ndarray]]:
     """(image, lung mask) of every case of the held-out part, images in [0, 1]."""
-    from cxrseg.data import discover, load_case, make_splits
+    from cxrseg.data import load_case
 
     cases = []
-    for name in SETS:
-        dataset = discover(args.data / name)
-        split = make_splits(dataset.case_ids, seed=args.seed, val_fraction=VAL_FRACTION,
-                            test_fraction=TEST_FRACTION)  # fmt: skip
+    for dataset, split in split_sets(args.data, args.seed).values():
         for case_id in getattr(split, args.part):
             image, masks = load_case(dataset.case(case_id), dataset)
             cases.append((image, next(iter(masks.values())) > 0))
@@ -200,9 +194,7 @@ def rows(args: argparse.Namespace) -> Iterator[tuple[str, str, dict[str, float]]
 
 def main() -> int:
     args = parse()
-    missing = [s for s in SETS if not (args.data / s / "images").is_dir()]
-    if missing:
-        print(f"{args.data}: no {', '.join(missing)} folder; point --data at them", file=sys.stderr)
+    if sets_missing(args.data):
         return 2
     print("| model | opacities | Dice mean | Dice 5th pct | predicted / reference area |")
     print("|---|---|---:|---:|---:|")
