@@ -31,11 +31,7 @@ from typing import Any
 
 import cv2
 import numpy as np
-
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = ROOT.parent / "shared" / "data"
-SETS = ("montgomery", "shenzhen")
-VAL_FRACTION, TEST_FRACTION = 0.15, 0.2
+from lung_sets import DEFAULT_DATA, sets_missing, split_sets  # benchmarks/lung_sets.py
 
 
 def parse() -> argparse.Namespace:
@@ -50,18 +46,6 @@ def parse() -> argparse.Namespace:
         "--learn", action="store_true", help="learn the ranges from the train parts"
     )
     return parser.parse_args()
-
-
-def splits(args: argparse.Namespace) -> dict[str, Any]:
-    from cxrseg.data import discover, make_splits
-
-    out = {}
-    for name in SETS:
-        dataset = discover(args.data / name)
-        split = make_splits(dataset.case_ids, seed=args.seed, val_fraction=VAL_FRACTION,
-                            test_fraction=TEST_FRACTION)  # fmt: skip
-        out[name] = (dataset, split)
-    return out
 
 
 def predictor(args: argparse.Namespace, parts: dict[str, Any]) -> Any:
@@ -150,11 +134,9 @@ def crop(rng: np.random.Generator, film: np.ndarray, side: int) -> np.ndarray:
 
 def main() -> int:
     args = parse()
-    missing = [s for s in SETS if not (args.data / s / "images").is_dir()]
-    if missing:
-        print(f"{args.data}: no {', '.join(missing)}; point --data at them", file=sys.stderr)
+    if sets_missing(args.data):
         return 2
-    parts = splits(args)
+    parts = split_sets(args.data, args.seed)
     model = predictor(args, parts)
     counts: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0])
     codes: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)

@@ -11,16 +11,25 @@ from __future__ import annotations
 from typing import Any
 
 NAMES = {"montgomery": "Montgomery", "shenzhen": "Shenzhen", "all": "both"}
+#: CPU speed of the architecture by U-Net width (``bench_predict.py --model ... --images 16
+#: --repeats 5``, 512 x 512 images end to end, ONNX Runtime; docs/benchmarks.md, "The shipped
+#: lung model (idle machine)"): milliseconds per image on 2 threads and on 1.
+SPEED_MS = {12: (37.6, 64.8), 16: (53.0, 103.8)}
+#: The default recipe's five-fold cross-validation (docs/benchmarks.md, "Five-fold
+#: cross-validation of the default recipe"): out-of-fold Dice mean, sd, cases, minutes a fold.
+CROSS_VALIDATED = {"montgomery": (0.9770, 0.0119, 111, 6.0), "shenzhen": (0.9587, 0.0283, 453, 8.9)}
 PUBLISHED = {"montgomery": "0.982 (512 px)", "shenzhen": "0.955-0.96 (512 px)", "all": ""}
 
 
 def model_card(results: dict[str, Any]) -> str:
     """``MODEL_CARD.md`` for a ``results.json`` written by ``train_lung_model.py``."""
-    return "\n".join([_header(), _model(results), _data(), _figures(results), _STATIC]) + "\n"
+    parts = [_header(results), _model(results), _data(), _figures(results),
+             _cross_validated(results), _speed(results), _STATIC]  # fmt: skip
+    return "\n".join(parts) + "\n"
 
 
-def _header() -> str:
-    return """# Model card: `lungs` (version 2)
+def _header(r: dict[str, Any]) -> str:
+    return f"""# Model card: `lungs` (version {r.get("model_version", 2)})
 
 The lung segmentation model shipped inside cxrseg. It segments both lungs of a frontal chest
 radiograph as one structure, `lungs`, with no training and no download:
@@ -55,11 +64,29 @@ def _model(r: dict[str, Any]) -> str:
 | weights | `model.safetensors`, float32, {r["weights_mb"]} MB (loaded without unpickling) |
 | input | one grey channel, squashed to {config["size"]} x {config["size"]} (area interpolation), z-score normalised per image |
 | output | softmax over background and lungs, resized back to the image's own size; post-processing chosen on validation: {", ".join(steps) or "none"} |
-| trained with | `cxrseg train` default recipe at {config["size"]} px: Dice + cross-entropy, AdamW (lr {config["lr"]:g}), the learning rate held at its peak until the smoothed validation Dice stopped improving (patience {config["patience"]}), then annealed{budget_text}; batch {config["batch_size"]}; {r["epochs"]} epochs, best validation epoch {r["best_epoch"]} (validation Dice {r["val_dice"]:.4f}){init} |
-| augmentation | the default mesh distortions, rotation and zoom; brightness 0.8-1.2, contrast 0.65-1.4, gamma 0.65-1.6, blur, noise; bright opacities over the lungs (dense infiltrates stay lung) and dark gas patches (a gastric bubble is not lung): `AUGMENTATION` in `scripts/train_lung_model.py` |
+| trained with | `cxrseg train` at {config["size"]} px: Dice + cross-entropy, AdamW (lr {config["lr"]:g}), {_schedule(config)}{budget_text}; batch {config["batch_size"]}; {r["epochs"]} epochs, best validation epoch {r["best_epoch"]} (validation Dice {r["val_dice"]:.4f}){init} |
+| augmentation | {_augmentation(config)} |
 | why it stopped | {r["stopped"]} |
 | training time | {r["train_minutes"]} minutes of epochs on one core of a 2-core CPU (CPU only, bfloat16 autocast where the CPU has it) |
 """
+
+
+def _schedule(config: dict[str, Any]) -> str:
+    if config.get("schedule", "plateau") == "plateau":
+        return ("the learning rate held at its peak until the smoothed validation Dice stopped "
+                f"improving (patience {config['patience']}), then annealed")  # fmt: skip
+    return (f"a {config['schedule']} decay of the learning rate over all the epochs that fit "
+            "the time budget, with no early stop")  # fmt: skip
+
+
+def _augmentation(config: dict[str, Any]) -> str:
+    ops = {op["op"] for op in (config.get("augmentation") or {}).get("operations", [])}
+    if "opacity" not in ops:
+        return "the default of `cxrseg train`: mesh distortions, rotation, zoom, brightness, contrast, gamma"
+    return ("the default mesh distortions, rotation and zoom; brightness 0.8-1.2, contrast "
+            "0.65-1.4, gamma 0.65-1.6, blur, noise; bright opacities over the lungs (dense "
+            "infiltrates stay lung) and dark gas patches (a gastric bubble is not lung): "
+            "`AUGMENTATION` in `scripts/train_lung_model.py`")  # fmt: skip
 
 
 def _data() -> str:
@@ -93,22 +120,52 @@ def _figures(r: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        "Version 1 was the default recipe of its day: 30 epochs with a cosine schedule and the",
-        "default augmentation, on the same splits (`previous` in `results.json`). These test sets",
-        "are small (22 and 91 cases): one poor case moves the Montgomery mean by about 0.002.",
+        "Version 1 (shipped before this one) was the default recipe of its day: 30 epochs with a",
+        "cosine schedule and the default augmentation, on the same splits (`previous` in",
+        "`results.json`). These test sets are small (22 and 91 cases): one poor case moves the",
+        "Montgomery mean by about 0.002.",
         f"Command: `{r['command']}`.",
         "",
     ]
     return "\n".join(lines)
 
 
-_STATIC = """## Speed
+def _cross_validated(r: dict[str, Any]) -> str:
+    old = {row["test"]: row["dice_mean"] for row in r["previous"]["rows"]}
+    lines = [
+        "## The recipe, cross-validated",
+        "",
+        "Five-fold cross-validation of `cxrseg train`'s default recipe at 256 px, each set on its",
+        "own, one core (`benchmarks/real_data.py --folds 5`; docs/benchmarks.md): every case is",
+        "predicted once by the fold model that never saw it. Beside it, version 1 on its held-out",
+        "test cases.",
+        "",
+        "| set | cases | out-of-fold Dice mean ± sd | minutes a fold | version 1 (held out) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, (mean, sd, cases, minutes) in CROSS_VALIDATED.items():
+        before = old.get(name)
+        lines.append(f"| {NAMES[name]} | {cases} | {mean:.4f} ± {sd:.4f} | {minutes:.1f} | "
+                     f"{'' if before is None else f'{before:.4f}'} |")  # fmt: skip
+    return "\n".join([*lines, ""])
 
-Same architecture and input size as version 1, so the same speed: on the CPU
-(`python benchmarks/bench_predict.py --threads 2 --model lungs`, 512 x 512 images, end to end)
-version 1 took 38 ms per image with ONNX Runtime on 2 threads and 65 ms on one thread.
 
-## Intended use
+def _speed(r: dict[str, Any]) -> str:
+    width = r["config"]["model_kwargs"].get("base_channels", 12)
+    if width not in SPEED_MS:
+        return "## Speed\n\nNot measured for this width: run `benchmarks/bench_predict.py`.\n"
+    two, one = SPEED_MS[width]
+    return f"""## Speed
+
+On the CPU (`python benchmarks/bench_predict.py --threads 2 --model lungs`, 512 x 512 images,
+end to end, post-processing included), this architecture (base {width}, input
+{r["config"]["size"]} px) takes {two:.0f} ms per image with ONNX Runtime on 2 threads and
+{one:.0f} ms on one thread; on CPUs with bfloat16 (AMX, AVX512-BF16) `--runtime auto` picks
+PyTorch bfloat16, about twice as fast.
+"""
+
+
+_STATIC = """## Intended use
 
 - Lung fields in frontal (PA or AP) chest radiographs of adults, as a starting point for
   research: measuring lung area, cropping to the lungs, pre-segmenting images to be checked
@@ -149,7 +206,7 @@ From the repository root, with the two sets in `../shared/data/{montgomery,shenz
 
 ```bash
 .venv/bin/python scripts/train_lung_model.py --out runs/lungs-model --threads 1 \\
-    --time-budget 1h --install
+    --schedule cosine --time-budget 100m --install
 ```
 
 It links the two sets into one dataset, writes the splits and the training options, runs and

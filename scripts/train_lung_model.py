@@ -63,6 +63,8 @@ TEST_FRACTION = 0.2
 VAL_FRACTION = 0.15
 LABELS = {"labels": {"background": 0, "lungs": 255}}
 INSTALLED = ("model.safetensors", "model.json", "results.json", "MODEL_CARD.md")
+#: The shipped model's version that this recipe makes (version 2 was a trial, not shipped).
+MODEL_VERSION = 3
 
 #: What the lung model adds to the default augmentation's geometry: intensity widened for
 #: lungs, opacities that stay lung and dark gas-like patches.
@@ -78,17 +80,32 @@ LUNG_INTENSITY: list[dict[str, Any]] = [
     {"op": "gaussian_noise", "probability": 0.15, "min_std": 0.0, "max_std": 0.03},
 ]  # fmt: skip
 _INTENSITY_OPS = {"brightness", "contrast", "gamma", "blur", "gaussian_noise", "opacity"}
+#: Denser opacities: more often, larger (up to 0.3 of the side, most of a lung), more of
+#: them, and up to fully opaque, for COVID-19/ARDS-like films and white-outs.
+DENSE_OPACITY: dict[str, Any] = {
+    "op": "opacity", "probability": 0.6, "min_level": 0.55, "max_level": 0.95,
+    "max_amount": 1.0, "min_radius": 0.05, "max_radius": 0.3, "max_count": 4,
+}  # fmt: skip
 
 
-def lung_augmentation() -> dict[str, Any]:
-    """The default augmentation's geometric operations, then :data:`LUNG_INTENSITY`."""
+def lung_augmentation(dense: bool = False) -> dict[str, Any]:
+    """The default augmentation's geometric operations, then :data:`LUNG_INTENSITY`.
+
+    ``dense`` replaces its bright opacity by :data:`DENSE_OPACITY`.
+    """
     geometry = [op for op in default_augmentation()["operations"]
                 if op["op"] not in _INTENSITY_OPS]  # fmt: skip
-    return {"operations": [*geometry, *LUNG_INTENSITY]}
+    intensity = [DENSE_OPACITY, *LUNG_INTENSITY[1:]] if dense else LUNG_INTENSITY
+    return {"operations": [*geometry, *intensity]}
 
 
-#: The augmentation the lung model trains with.
-AUGMENTATION: dict[str, Any] = lung_augmentation()
+#: The augmentations the lung model can train with (``--augmentation``).
+AUGMENTATIONS: dict[str, dict[str, Any] | None] = {
+    "lung": lung_augmentation(),
+    "dense": lung_augmentation(dense=True),
+    "default": None,  # cxrseg train's own
+}
+AUGMENTATION = AUGMENTATIONS["lung"]
 
 
 def parse() -> argparse.Namespace:
@@ -102,6 +119,20 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=None, help="cap (default: the recipe's)")
     parser.add_argument("--base-channels", type=int, default=None, help="U-Net width (default 12)")
     parser.add_argument("--init", default=None, help="start from this checkpoint folder")
+    parser.add_argument(
+        "--schedule",
+        default="plateau",
+        choices=("plateau", "cosine", "poly"),
+        help="plateau: train until validation stops improving; cosine/poly: decay over the "
+        "whole --time-budget (or --epochs), no early stop",
+    )
+    parser.add_argument(
+        "--augmentation",
+        default="lung",
+        choices=tuple(AUGMENTATIONS),
+        help="lung: the default geometry plus LUNG_INTENSITY; dense: the same with "
+        "DENSE_OPACITY; default: cxrseg train's own",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--install", action="store_true", help="copy the model into the package")
@@ -205,7 +236,11 @@ def train(args: argparse.Namespace, data: Path, splits: Path, run: Path) -> None
 
 def write_config(args: argparse.Namespace) -> Path:
     """OUT/train.yaml: the recipe's options that differ from ``cxrseg train``'s defaults."""
-    options: dict[str, Any] = {"size": args.size, "seed": args.seed, "augmentation": AUGMENTATION}
+    options: dict[str, Any] = {"size": args.size, "seed": args.seed}
+    if AUGMENTATIONS[args.augmentation] is not None:
+        options["augmentation"] = AUGMENTATIONS[args.augmentation]
+    if args.schedule != "plateau":  # a fixed decay runs to its end: no early stop
+        options.update(schedule=args.schedule, patience=0)
     if args.time_budget:
         options["time_budget"] = args.time_budget
     if args.epochs:
@@ -310,6 +345,7 @@ def describe(
     history = read_history(run)
     return {
         "version": 2,
+        "model_version": MODEL_VERSION,
         "command": "python scripts/train_lung_model.py " + " ".join(sys.argv[1:]),
         "init": Path(args.init).name if args.init else None,
         "train_minutes": round(sum(r["epoch_s"] for r in history) / 60, 1),

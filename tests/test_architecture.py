@@ -21,8 +21,9 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "cxrseg"
 #: Bottom to top. A module may import its own layer and the layers below it, never above.
 #: The first matching prefix (longest first) gives a module its layer.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    # the exception types, the argument checks and the version string every layer may use
-    ("base", ("cxrseg.errors", "cxrseg._version", "cxrseg.checks")),
+    # the exception types, the argument checks, the limits on untrusted numbers and the version
+    # string every layer may use
+    ("base", ("cxrseg.errors", "cxrseg._version", "cxrseg.checks", "cxrseg.limits")),
     # small leaves: version checks, metrics, mask post-processing, the shipped models'
     # catalogue, quality flags
     (

@@ -107,6 +107,18 @@ def test_the_ensemble_applies_the_post_processing_chosen_on_all_folds(crossval: 
     assert ensemble.source == crossval / "crossval.json"
 
 
+def test_the_ensemble_flags_with_ranges_learned_from_every_fold_case(
+    crossval: Path, phantoms: Path
+) -> None:
+    from cxrseg.data import discover
+
+    record = json.loads((crossval / "crossval.json").read_text())
+    fold_0 = json.loads((crossval / "fold_0" / "best" / "model.json").read_text())["quality"]
+    assert record["quality"]["n_cases"] == len(discover(phantoms).case_ids)
+    assert fold_0["n_cases"] < record["quality"]["n_cases"]  # one fold saw only its train part
+    assert Predictor.from_checkpoint(crossval, runtime="torch").info.quality == record["quality"]
+
+
 def test_predict_and_evaluate_a_crossval_folder_end_to_end(
     crossval: Path, phantoms: Path, tmp_path: Path
 ) -> None:

@@ -37,12 +37,15 @@ class CrossvalModel:
         folds: The fold run folders, in fold order.
         postprocessing: Post-processing per structure chosen on the out-of-fold predictions.
         record: The whole ``crossval.json``.
+        quality: The quality-flag ranges learned from all the folds' cases, or ``None`` for a
+            folder written before cxrseg stored them (the first fold's are used then).
     """
 
     path: Path
     folds: list[Path]
     postprocessing: dict[str, dict[str, Any]]
     record: dict[str, Any] = field(repr=False)
+    quality: dict[str, Any] | None = field(default=None, repr=False)
 
 
 def is_crossval(path: str | Path) -> bool:
@@ -74,6 +77,9 @@ def read_crossval(folder: str | Path) -> CrossvalModel:
             raise ValueError(f"format {record.get('format')!r} is not {CROSSVAL_FORMAT!r}")
         folds = [folder / str(name) for name in record["folds"]]
         post = dict(record.get("postprocessing") or {})
+        quality = record.get("quality")
+        if quality is not None and not isinstance(quality, dict):
+            raise ValueError("'quality' is not the ranges cxrseg.quality.learn_ranges returns")
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise InputError(f"not a readable cross-validation record ({exc}).", path=path,
                          hint=rerun) from exc  # fmt: skip
@@ -82,4 +88,4 @@ def read_crossval(folder: str | Path) -> CrossvalModel:
     for fold in folds:
         if not (fold / "best" / "model.json").is_file():
             raise InputError("this fold has no best/model.json.", path=fold, hint=rerun)
-    return CrossvalModel(path, folds, post, record)
+    return CrossvalModel(path, folds, post, record, quality)

@@ -27,7 +27,7 @@ from cxrseg.errors import InputError
 from cxrseg.inference.ensemble import is_crossval
 from cxrseg.inference.preprocess import NORMALIZATIONS, RESIZE_MODES
 from cxrseg.io import check_name, parse_json, read_json
-from cxrseg.training.config import MAX_LABELS, MAX_SIZE
+from cxrseg.limits import MAX_LABELS, MAX_SIZE
 from cxrseg.versions import check_made_by
 
 __all__ = [
@@ -84,7 +84,8 @@ class ModelInfo:
         quality: Plausible ranges learned from the training data
             (:func:`cxrseg.quality.learn_ranges`), or None for a model saved without them.
             Not compared: the folds of a cross-validation ensemble learned theirs from
-            different cases, and the ensemble uses the first fold's.
+            different cases, and the ensemble uses the ranges its ``crossval.json`` learned
+            from all of them.
     """
 
     labels: tuple[str, ...]

@@ -212,7 +212,9 @@ class Predictor:
             return predictor
         ensemble = read_crossval(path)
         members = [_open_model(fold, device, runtime, **backend_options) for fold in ensemble.folds]
-        info = replace(members[0][0], postprocessing=ensemble.postprocessing)
+        first = members[0][0]
+        quality = first.quality if ensemble.quality is None else ensemble.quality
+        info = replace(first, postprocessing=ensemble.postprocessing, quality=quality)
         for fold, (other, _, source) in zip(ensemble.folds, members, strict=True):
             if replace(other, postprocessing={}) != replace(info, postprocessing={}):
                 raise InputError(

@@ -23,6 +23,7 @@ from pydantic import Field
 from cxrseg.augment.pipeline import Pipeline
 from cxrseg.errors import InputError
 from cxrseg.io import atomic_write, parse_yaml
+from cxrseg.limits import MAX_LABELS, MAX_SIZE
 from cxrseg.training.duration import parse_duration
 from cxrseg.training.schema import Real, Schema
 
@@ -37,10 +38,6 @@ __all__ = [
     "default_augmentation",
 ]
 
-#: Largest training size; checkpoints and exported models saying more are refused as tampered.
-MAX_SIZE = 2048
-#: Most structures a model may segment (each is a folder of masks under ``predict --out``).
-MAX_LABELS = 64
 
 #: Options that may change between a run and its ``--resume`` without changing the result
 #: (where it runs and how fast), so they are left out of :meth:`TrainConfig.identity`.

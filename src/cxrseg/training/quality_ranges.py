@@ -27,9 +27,16 @@ logger = logging.getLogger(__name__)
 
 
 def learn_quality_ranges(
-    dataset: Dataset, case_ids: Sequence[str], *, workers: int = 2
+    dataset: Dataset,
+    case_ids: Sequence[str],
+    *,
+    labels: Sequence[str] | None = None,
+    workers: int = 2,
 ) -> dict[str, Any]:
     """Ranges of :func:`cxrseg.quality.learn_ranges` over the cases ``case_ids`` of ``dataset``.
+
+    ``labels``, the model's structure names, renames a one-structure dataset's structure
+    (``foreground``) to the model's one name.
 
     Raises:
         ValueError: ``case_ids`` is empty.
@@ -44,7 +51,7 @@ def learn_quality_ranges(
 
     ranges = learn_ranges(samples())
     logger.info("learned quality ranges from %d training cases", len(cases))
-    return ranges
+    return ranges if labels is None else _rename_single(ranges, labels)
 
 
 def add_quality_ranges(
@@ -63,8 +70,7 @@ def add_quality_ranges(
     path = Path(checkpoint)
     path = path / "model.json" if path.is_dir() else path.with_suffix(".json")
     metadata = json.loads(path.read_text(encoding="utf-8"))
-    ranges = learn_quality_ranges(dataset, case_ids)
-    renamed = _rename_single(ranges, metadata.get("labels", []))
+    renamed = learn_quality_ranges(dataset, case_ids, labels=metadata.get("labels", []))
     metadata["quality"] = renamed
     with atomic_write(path) as tmp:
         tmp.write_text(json.dumps(metadata, indent=1) + "\n", encoding="utf-8")
