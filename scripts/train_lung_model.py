@@ -133,6 +133,7 @@ def parse() -> argparse.Namespace:
         help="lung: the default geometry plus LUNG_INTENSITY; dense: the same with "
         "DENSE_OPACITY; default: cxrseg train's own",
     )
+    parser.add_argument("--lr", type=float, default=None, help="peak learning rate")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--install", action="store_true", help="copy the model into the package")
@@ -245,6 +246,8 @@ def write_config(args: argparse.Namespace) -> Path:
         options["time_budget"] = args.time_budget
     if args.epochs:
         options["epochs"] = args.epochs
+    if args.lr:
+        options["lr"] = args.lr
     if args.base_channels:
         options["model_kwargs"] = {"base_channels": args.base_channels}
     path = args.out / "train.yaml"
