@@ -176,6 +176,10 @@ CASES: dict[str, Case] = {
     "inspect-complex-tiff": lambda w, t: Spec(
         ["inspect", dataset_with(t, w, complex_tiff)], code=1, says=(".tif", "complex64")
     ),
+    # trained for nothing, exit 0
+    "train-a-structure-empty-in-every-case": lambda w, t: _says(
+        _train(w, t, "--size", "32", data=_emptied(t, w, "heart")), "heart", "empty", "Fix:"
+    ),
     # one input's name stopped every input
     "predict-name-at-the-length-limit": _long_name,
     # nesting too deep for the parser: a RecursionError, so "this is a bug"
@@ -204,6 +208,17 @@ CASES: dict[str, Case] = {
 def _says(spec: Spec, *words: str) -> Spec:
     spec.says = words
     return spec
+
+
+def _emptied(tmp: Path, world: World, structure: str) -> Path:
+    """A copy of the world's dataset whose ``structure`` masks are all background."""
+    from cxrseg.io import write_mask
+
+    data = tmp / "data"
+    shutil.copytree(world.data, data)
+    for mask in (data / "masks" / structure).iterdir():
+        write_mask(mask, np.zeros((32, 32), np.uint8))
+    return data
 
 
 def _deep_model(tmp: Path, world: World) -> Path:

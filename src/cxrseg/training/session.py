@@ -180,6 +180,7 @@ def load_data(
         emit(TrainEvent("loading", {"done": done, "total": total}))
 
     train_data = cache_cases(dataset, train_cases, config.size, config.resize, structures, loading)
+    _refuse_empty_structures(train_data, data)
     val_data = cache_cases(dataset, val_cases, config.size, config.resize, structures)
     config = defaults.resolve_config(config, train_data, device, reasons)
     config.check_structures(structures)
@@ -191,6 +192,23 @@ def load_data(
     return RunData(
         config, structures, data_identity(dataset), train_data, val_data, counts, reasons, quality
     )
+
+
+def _refuse_empty_structures(cached: CachedCases, data: str | Path) -> None:
+    """Refuse a structure whose masks are empty in every training case: nothing to learn.
+
+    Raises:
+        InputError: Naming the structures and the number of training cases.
+    """
+    empty = [name for k, name in enumerate(cached.structures) if not cached.masks[:, k].any()]
+    if empty:
+        raise InputError(
+            f"the masks of {', '.join(empty)} are empty (all background) in every one of the "
+            f"{len(cached.case_ids)} training case(s), so the model would learn to find nothing",
+            path=data,
+            hint="check the masks and their values (0 background, 255 or 1 foreground): "
+            "`cxrseg inspect` lists every empty mask; or remove that structure's masks",
+        )
 
 
 def prepare(
