@@ -80,13 +80,17 @@ def _schedule(config: dict[str, Any]) -> str:
 
 
 def _augmentation(config: dict[str, Any]) -> str:
-    ops = {op["op"] for op in (config.get("augmentation") or {}).get("operations", [])}
-    if "opacity" not in ops:
+    ops = (config.get("augmentation") or {}).get("operations", [])
+    bright = [op for op in ops if op["op"] == "opacity" and op["min_level"] >= 0.5]
+    if not bright:
         return "the default of `cxrseg train`: mesh distortions, rotation, zoom, brightness, contrast, gamma"
+    o = bright[0]
     return ("the default mesh distortions, rotation and zoom; brightness 0.8-1.2, contrast "
-            "0.65-1.4, gamma 0.65-1.6, blur, noise; bright opacities over the lungs (dense "
-            "infiltrates stay lung) and dark gas patches (a gastric bubble is not lung): "
-            "`AUGMENTATION` in `scripts/train_lung_model.py`")  # fmt: skip
+            "0.65-1.4, gamma 0.65-1.6, blur, noise; bright opacities (dense infiltrates stay "
+            f"lung: probability {o['probability']:g}, up to {o['max_count']} patches of "
+            f"{o['min_radius']:g}-{o['max_radius']:g} of the side, up to "
+            f"{o['max_amount']:.0%} opaque) and dark gas patches (a gastric bubble is not "
+            "lung): `--augmentation` in `scripts/train_lung_model.py`")  # fmt: skip
 
 
 def _data() -> str:
@@ -205,8 +209,8 @@ MIT-licensed; the licence of the weights is separate. Cite the data when you use
 From the repository root, with the two sets in `../shared/data/{montgomery,shenzhen}`:
 
 ```bash
-.venv/bin/python scripts/train_lung_model.py --out runs/lungs-model --threads 1 \\
-    --schedule cosine --time-budget 100m --install
+.venv/bin/python scripts/train_lung_model.py --out runs/lungs-v3o --threads 1 \\
+    --schedule cosine --augmentation dense --time-budget 90m --install
 ```
 
 It links the two sets into one dataset, writes the splits and the training options, runs and

@@ -1,7 +1,9 @@
 """Train, test and install the lung model shipped in cxrseg (``cxrseg predict --model lungs``).
 
-This is the exact recipe of the shipped weights (version 2), kept so anyone can rebuild and
-check them.
+This is the exact recipe of the shipped weights (version 3), kept so anyone can rebuild and
+check them. Version 1 (30 epochs, cosine, default augmentation) was shipped before; version 2
+(fine-tuned from version 1) was a trial that was not shipped. docs/benchmarks.md ("The
+shipped lung model") compares them.
 
 1. ``OUT/data`` links the Montgomery and Shenzhen images and masks of ``--data`` into one
    dataset (case ids do not collide: ``MCUCXR_*`` and ``CHNCXR_*``) with a ``dataset.json`` that
@@ -9,13 +11,15 @@ check them.
 2. ``OUT/splits.json``: each set is split on its own with the seed, exactly as
    ``benchmarks/real_data.py`` does (20 % test, 15 % validation), and the parts are joined, so
    the model is tested on the same held-out cases as the benchmark's models and version 1.
-3. ``OUT/train.yaml`` + the ``cxrseg train`` command printed on the console train the model:
-   the default recipe (the learning rate held until the smoothed validation Dice stops
-   improving, then annealed; ``--time-budget`` fits it to the wall clock) at 256 px, with the
-   default augmentation widened for lungs (:data:`AUGMENTATION`: stronger contrast and gamma,
-   bright opacities over the lungs so dense infiltrates stay lung, dark gas patches so a gastric
-   bubble is not lung). ``--init`` starts from another model's weights (version 2 started from
-   version 1, see the model card).
+3. ``OUT/train.yaml`` + the ``cxrseg train`` command printed on the console train the model
+   at 256 px: ``--schedule plateau`` is the default recipe (the learning rate held until the
+   smoothed validation Dice stops improving, then annealed), ``cosine`` decays it over all the
+   epochs ``--time-budget`` affords (version 3). The augmentation (``--augmentation``,
+   :data:`AUGMENTATIONS`) is the default geometry with intensity widened for lungs: stronger
+   contrast and gamma, bright opacities so dense infiltrates stay lung, dark gas patches so a
+   gastric bubble is not lung; ``dense`` (version 3) draws larger, more frequent opacities up
+   to fully opaque. ``--init`` starts from another model's weights, ``--lr`` sets the peak
+   learning rate.
 4. ``OUT/model`` is the best checkpoint with its post-processing settled on validation
    evidence only (the anatomical steps for two lungs, keep the two largest components and fill
    holes, are switched on where the run's validation report shows they did not lower Dice).
@@ -31,8 +35,8 @@ check them.
 
 Run (the time budget covers the training; prediction and scoring take about 2 more minutes)::
 
-    .venv/bin/python scripts/train_lung_model.py --out runs/lungs-model --threads 1 \\
-        --time-budget 1h --install
+    .venv/bin/python scripts/train_lung_model.py --out runs/lungs-v3o --threads 1 \\
+        --schedule cosine --augmentation dense --time-budget 90m --install
 
 An interrupted run goes on from its last epoch when the same command is given again (the
 budget counts the time already spent); a finished run is not trained again.
