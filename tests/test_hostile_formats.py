@@ -23,6 +23,7 @@ from test_hostile import (
     Spec,
     World,
     _listed,
+    _says,
     _train,
     _write,
     bomb_png,
@@ -203,11 +204,6 @@ CASES: dict[str, Case] = {
         says=("model.json", "nested too deeply"),
     ),
 }
-
-
-def _says(spec: Spec, *words: str) -> Spec:
-    spec.says = words
-    return spec
 
 
 def _emptied(tmp: Path, world: World, structure: str) -> Path:
