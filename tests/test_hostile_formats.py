@@ -144,6 +144,12 @@ def _augment(data: Path, out: Path) -> list[object]:
 
 
 CASES: dict[str, Case] = {
+    # a run folder inside the dataset, refused like augment's, predict's and evaluate's
+    "train-out-inside-the-data": lambda w, t: Spec(
+        ["train", w.data, "--out", w.data / "run", "--quiet", "--size", "32"],
+        says=("inside the dataset", "Fix:"),
+        gone=[w.data / "run"],
+    ),
     # crashes ("this is a bug") on a decoder's own exception type
     "predict-dicom-text-rescale-slope-among-good": lambda w, t: _listed(
         w, t, text_slope_dicom, "rescale/VOI"

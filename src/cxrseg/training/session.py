@@ -165,6 +165,13 @@ def load_data(
 ) -> RunData:
     """Find and split the cases, pick the size, cache them, resolve the data-driven options."""
     dataset = discover(data)
+    if dataset.contains(out):
+        raise InputError(
+            "the run folder is inside the dataset; the checkpoints and logs would be written "
+            "among the inputs, which cxrseg never writes into.",
+            path=out,
+            hint="choose --out outside the dataset folder, e.g. a folder next to it.",
+        )
     if not dataset.cases:
         raise InputError("no complete image/mask pairs found.", path=data,
                          hint="run `cxrseg inspect` on the folder to see why.")  # fmt: skip
