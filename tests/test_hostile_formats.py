@@ -150,6 +150,11 @@ CASES: dict[str, Case] = {
         says=("inside the dataset", "Fix:"),
         gone=[w.data / "run"],
     ),
+    "train-folds-out-inside-the-data": lambda w, t: Spec(
+        ["train", w.data, "--out", w.data / "cv", "--folds", "2", "--quiet", "--size", "32"],
+        says=("inside the dataset", "Fix:"),
+        gone=[w.data / "cv"],
+    ),
     # crashes ("this is a bug") on a decoder's own exception type
     "predict-dicom-text-rescale-slope-among-good": lambda w, t: _listed(
         w, t, text_slope_dicom, "rescale/VOI"

@@ -52,6 +52,7 @@ from cxrseg.training.events import EventCallback, TrainEvent, ignore
 from cxrseg.training.quality_ranges import learn_quality_ranges
 from cxrseg.training.resume import last_dir
 from cxrseg.training.run import train
+from cxrseg.training.session import check_training_data
 
 __all__ = ["CrossvalResult", "train_folds"]
 
@@ -105,9 +106,7 @@ def train_folds(
     """
     out = Path(out)
     dataset = discover(data)
-    if not dataset.cases:
-        raise InputError("no complete image/mask pairs found.", path=data,
-                         hint="run `cxrseg inspect` on the folder to see why.")  # fmt: skip
+    check_training_data(dataset, data, out)
     config = _cv_config(out, config, overrides or {})
     splits = _cv_splits(out, dataset, config.seed, folds, folds_file, test_fraction)
     device = pick_device(config.device)

@@ -18,7 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from cxrseg.catalogue import resolve
-from cxrseg.data import adopt_splits, discover, load_or_create_splits
+from cxrseg.data import Dataset, adopt_splits, discover, load_or_create_splits
 from cxrseg.errors import InputError
 from cxrseg.io import parse_json, write_error
 from cxrseg.losses import SegmentationLoss
@@ -154,6 +154,24 @@ class Session:
         return self.wall_before + time.monotonic() - self.clock
 
 
+def check_training_data(dataset: Dataset, data: str | Path, out: Path) -> None:
+    """Refuse a dataset with no complete pair, or a run folder inside the dataset.
+
+    Raises:
+        InputError: Naming the folder and the fix.
+    """
+    if dataset.contains(out):
+        raise InputError(
+            "the run folder is inside the dataset; the checkpoints and logs would be written "
+            "among the inputs, which cxrseg never writes into.",
+            path=out,
+            hint="choose --out outside the dataset folder, e.g. a folder next to it.",
+        )
+    if not dataset.cases:
+        raise InputError("no complete image/mask pairs found.", path=data,
+                         hint="run `cxrseg inspect` on the folder to see why.")  # fmt: skip
+
+
 def load_data(
     data: str | Path,
     out: Path,
@@ -165,16 +183,7 @@ def load_data(
 ) -> RunData:
     """Find and split the cases, pick the size, cache them, resolve the data-driven options."""
     dataset = discover(data)
-    if dataset.contains(out):
-        raise InputError(
-            "the run folder is inside the dataset; the checkpoints and logs would be written "
-            "among the inputs, which cxrseg never writes into.",
-            path=out,
-            hint="choose --out outside the dataset folder, e.g. a folder next to it.",
-        )
-    if not dataset.cases:
-        raise InputError("no complete image/mask pairs found.", path=data,
-                         hint="run `cxrseg inspect` on the folder to see why.")  # fmt: skip
+    check_training_data(dataset, data, out)
     train_cases, val_cases, test_cases = _split(dataset, out, config, splits_file, dist)
     structures = list(dataset.structures)
     reasons: dict[str, str] = {}
