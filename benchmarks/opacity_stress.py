@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +70,7 @@ def parse() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def test_cases(args: argparse.Namespace) -> list[tuple[np.ndarray, np.ndarray]]:
+def held_out_cases(args: argparse.Namespace) -> list[tuple[np.ndarray, np.ndarray]]:
     """(image, lung mask) of every case of the held-out part, images in [0, 1]."""
     from cxrseg.data import load_case
 
@@ -85,7 +84,7 @@ def test_cases(args: argparse.Namespace) -> list[tuple[np.ndarray, np.ndarray]]:
 
 def lungs(mask: np.ndarray) -> list[np.ndarray]:
     """The two largest components of a lung mask (one where there is one)."""
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8))
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8))
     order = np.argsort(stats[1:, cv2.CC_STAT_AREA])[::-1][:2] + 1
     return [labels == k for k in order]
 
@@ -139,10 +138,13 @@ def stress(kind: str, rng: np.random.Generator, image: np.ndarray, mask: np.ndar
             weight = np.maximum(
                 weight, rng.uniform(0.5, 0.75) * patch(rng, lung, rng.uniform(0.4, 0.7), ramp)
             )
-    # towards the soft-tissue level, keeping the fine detail (ribs, vessels) a real opacity
-    # leaves visible
+    return blend(image, np.minimum(weight, 1.0), level)
+
+
+def blend(image: np.ndarray, weight: np.ndarray, level: float) -> np.ndarray:
+    """``image`` pulled towards ``level`` by ``weight`` (0..1 per pixel), keeping half the fine
+    detail (ribs, vessels), which a real opacity or gas bubble leaves visible."""
     detail = image - cv2.GaussianBlur(image, (0, 0), 0.01 * max(image.shape))
-    weight = np.minimum(weight, 1.0)
     return np.clip(image + weight * (level + 0.5 * detail - image), 0.0, 1.0)
 
 
@@ -157,39 +159,43 @@ def gas_bubble(rng: np.random.Generator, image: np.ndarray, left: np.ndarray) ->
     cv2.ellipse(bubble, centre, axes, 0, 0, 360, 1.0, -1)
     bubble = cv2.GaussianBlur(bubble, (0, 0), 0.008 * max(image.shape)) * ~left
     level = float(np.quantile(image[left], 0.25))
-    detail = image - cv2.GaussianBlur(image, (0, 0), 0.01 * max(image.shape))
-    amount = rng.uniform(0.8, 0.95) * bubble
-    return np.clip(image + amount * (level + 0.5 * detail - image), 0.0, 1.0)
+    return blend(image, rng.uniform(0.8, 0.95) * bubble, level)
 
 
-def dice(pred: np.ndarray, ref: np.ndarray) -> float:
-    total = int(pred.sum()) + int(ref.sum())
-    return 1.0 if total == 0 else 2.0 * int((pred & ref).sum()) / total
-
-
-def score(model: Any, cases: list[tuple[np.ndarray, np.ndarray]], seed: int,
-          kind: str) -> dict[str, float]:  # fmt: skip
+def stressed_cases(cases: list[tuple[np.ndarray, np.ndarray]], seed: int,
+                   kind: str) -> list[tuple[np.ndarray, np.ndarray]]:  # fmt: skip
+    """(stressed image, reference mask) of every case, seeded by ``seed`` and ``kind``."""
     rng = np.random.default_rng([seed, KINDS.index(kind)])
+    return [(stress(kind, rng, image, mask), mask) for image, mask in cases]
+
+
+def score(model: Any, cases: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
+    from cxrseg.metrics import dice
+
     dices, ratios = [], []
     for image, mask in cases:
-        stressed = stress(kind, rng, image, mask)
-        pred = next(iter(model.predict(stressed).masks.values())) > 0
+        pred = next(iter(model.predict(image).masks.values())) > 0
         dices.append(dice(pred, mask))
         ratios.append(float(pred.sum()) / max(1, int(mask.sum())))
     return {"dice": float(np.mean(dices)), "p5": float(np.percentile(dices, 5)),
             "area": float(np.mean(ratios))}  # fmt: skip
 
 
-def rows(args: argparse.Namespace) -> Iterator[tuple[str, str, dict[str, float]]]:
+def results(args: argparse.Namespace) -> dict[tuple[str, str], dict[str, float]]:
+    """``{(model, kind): figures}``; each kind's images are drawn once, for every model."""
     from cxrseg.inference import Predictor
     from cxrseg.pretrained import resolve
 
-    cases = test_cases(args)
+    cases = held_out_cases(args)
     print(f"{len(cases)} held-out {args.part} cases", file=sys.stderr)
-    for name in args.model or ["lungs"]:
-        model = Predictor.from_checkpoint(resolve(name), device="cpu")
-        for kind in KINDS:
-            yield name, kind, score(model, cases, args.seed, kind)
+    names = args.model or ["lungs"]
+    models = {name: Predictor.from_checkpoint(resolve(name), device="cpu") for name in names}
+    out = {}
+    for kind in KINDS:
+        stressed = stressed_cases(cases, args.seed, kind)
+        for name, model in models.items():
+            out[name, kind] = score(model, stressed)
+    return out
 
 
 def main() -> int:
@@ -198,10 +204,11 @@ def main() -> int:
         return 2
     print("| model | opacities | Dice mean | Dice 5th pct | predicted / reference area |")
     print("|---|---|---:|---:|---:|")
-    for model, kind, result in rows(args):
-        r = result
-        print(f"| {model} | {kind} | {r['dice']:.4f} | {r['p5']:.4f} | {r['area']:.3f} |",
-              flush=True)  # fmt: skip
+    table = results(args)
+    for model in dict.fromkeys(name for name, _ in table):
+        for kind in KINDS:
+            r = table[model, kind]
+            print(f"| {model} | {kind} | {r['dice']:.4f} | {r['p5']:.4f} | {r['area']:.3f} |")
     return 0
 
 

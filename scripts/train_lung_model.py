@@ -72,9 +72,12 @@ MODEL_VERSION = 3
 
 #: What the lung model adds to the default augmentation's geometry: intensity widened for
 #: lungs, opacities that stay lung and dark gas-like patches.
+BRIGHT_OPACITY: dict[str, Any] = {
+    "op": "opacity", "probability": 0.35, "min_level": 0.6, "max_level": 0.95,
+    "max_amount": 0.9, "min_radius": 0.05, "max_radius": 0.2, "max_count": 3,
+}  # fmt: skip
 LUNG_INTENSITY: list[dict[str, Any]] = [
-    {"op": "opacity", "probability": 0.35, "min_level": 0.6, "max_level": 0.95,
-     "max_amount": 0.9, "min_radius": 0.05, "max_radius": 0.2, "max_count": 3},
+    BRIGHT_OPACITY,
     {"op": "opacity", "probability": 0.2, "min_level": 0.0, "max_level": 0.15,
      "max_amount": 0.8, "min_radius": 0.03, "max_radius": 0.08, "max_count": 2},
     {"op": "brightness", "probability": 0.5, "min_factor": 0.8, "max_factor": 1.2},
@@ -95,11 +98,12 @@ DENSE_OPACITY: dict[str, Any] = {
 def lung_augmentation(dense: bool = False) -> dict[str, Any]:
     """The default augmentation's geometric operations, then :data:`LUNG_INTENSITY`.
 
-    ``dense`` replaces its bright opacity by :data:`DENSE_OPACITY`.
+    ``dense`` replaces its :data:`BRIGHT_OPACITY` by :data:`DENSE_OPACITY`.
     """
     geometry = [op for op in default_augmentation()["operations"]
                 if op["op"] not in _INTENSITY_OPS]  # fmt: skip
-    intensity = [DENSE_OPACITY, *LUNG_INTENSITY[1:]] if dense else LUNG_INTENSITY
+    bright = DENSE_OPACITY if dense else BRIGHT_OPACITY
+    intensity = [bright if op is BRIGHT_OPACITY else op for op in LUNG_INTENSITY]
     return {"operations": [*geometry, *intensity]}
 
 
@@ -109,7 +113,6 @@ AUGMENTATIONS: dict[str, dict[str, Any] | None] = {
     "dense": lung_augmentation(dense=True),
     "default": None,  # cxrseg train's own
 }
-AUGMENTATION = AUGMENTATIONS["lung"]
 
 
 def parse() -> argparse.Namespace:

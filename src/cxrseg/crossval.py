@@ -43,7 +43,7 @@ from cxrseg.errors import InputError
 from cxrseg.evaluation import evaluate
 from cxrseg.inference import Predictor, predict_paths
 from cxrseg.inference.ensemble import CROSSVAL_FILE, CROSSVAL_FORMAT
-from cxrseg.io import parse_json, read_json, read_mask, write_json, write_mask
+from cxrseg.io import parse_json, read_mask, write_json, write_mask
 from cxrseg.postprocess import choose_postprocessing, postprocess_mask
 from cxrseg.training.config import TrainConfig, config_diff
 from cxrseg.training.defaults import pick_device
@@ -314,19 +314,12 @@ def _summarise(out: Path, dataset: Dataset, splits: Splits) -> dict[str, Any]:
         "summary": result.summary, "fold_dice": fold_dice,
         "fold_results": [{k: v for k, v in r.items() if k != "val"} for r in fold_results],
         "oof": "oof", "evaluation": "evaluation",
-        "quality": _quality(out, dataset, list(owner)),
+        # the quality-flag ranges of the ensemble, from every case its folds trained on (each
+        # fold learned its own from its training part, as cxrseg train does)
+        "quality": learn_quality_ranges(dataset, list(owner)),
     }  # fmt: skip
     write_json(out / CROSSVAL_FILE, _finite(record), indent=1)
     return record
-
-
-def _quality(out: Path, dataset: Dataset, case_ids: list[str]) -> dict[str, Any]:
-    """The ensemble's quality-flag ranges: learned from every case the folds trained on.
-
-    Each fold learned its own from its training part; the ensemble has seen all of them.
-    """
-    labels = read_json(out / "fold_0" / "best" / "model.json")["labels"]
-    return learn_quality_ranges(dataset, case_ids, labels=labels)
 
 
 def _finite(value: Any) -> Any:

@@ -8,7 +8,6 @@ ranges (:mod:`cxrseg.quality`).
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from cxrseg.data import Dataset, load_case
-from cxrseg.io import atomic_write
+from cxrseg.io import read_json, write_json
 from cxrseg.quality import learn_ranges
 
 __all__ = ["add_quality_ranges", "learn_quality_ranges"]
@@ -27,16 +26,9 @@ logger = logging.getLogger(__name__)
 
 
 def learn_quality_ranges(
-    dataset: Dataset,
-    case_ids: Sequence[str],
-    *,
-    labels: Sequence[str] | None = None,
-    workers: int = 2,
+    dataset: Dataset, case_ids: Sequence[str], *, workers: int = 2
 ) -> dict[str, Any]:
     """Ranges of :func:`cxrseg.quality.learn_ranges` over the cases ``case_ids`` of ``dataset``.
-
-    ``labels``, the model's structure names, renames a one-structure dataset's structure
-    (``foreground``) to the model's one name.
 
     Raises:
         ValueError: ``case_ids`` is empty.
@@ -51,7 +43,7 @@ def learn_quality_ranges(
 
     ranges = learn_ranges(samples())
     logger.info("learned quality ranges from %d training cases", len(cases))
-    return ranges if labels is None else _rename_single(ranges, labels)
+    return ranges
 
 
 def add_quality_ranges(
@@ -69,11 +61,11 @@ def add_quality_ranges(
     """
     path = Path(checkpoint)
     path = path / "model.json" if path.is_dir() else path.with_suffix(".json")
-    metadata = json.loads(path.read_text(encoding="utf-8"))
-    renamed = learn_quality_ranges(dataset, case_ids, labels=metadata.get("labels", []))
+    metadata = read_json(path, what="the checkpoint's metadata")
+    ranges = learn_quality_ranges(dataset, case_ids)
+    renamed = _rename_single(ranges, metadata.get("labels", []))
     metadata["quality"] = renamed
-    with atomic_write(path) as tmp:
-        tmp.write_text(json.dumps(metadata, indent=1) + "\n", encoding="utf-8")
+    write_json(path, metadata, indent=1)
     return renamed
 
 
